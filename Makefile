@@ -1,0 +1,46 @@
+# Every target sets up what it needs: a fresh clone runs `make demo` or `make test` directly.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
+export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
+
+.PHONY: setup system-deps demo test test-fast synth lint bench clean
+
+setup: $(VENV)/.installed node_modules/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -r requirements-dev.txt
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --silent
+	touch $@
+
+# Debian packages the browser test needs (chromium, chromedriver, certutil); no-op when present.
+system-deps:
+	@scripts/install-system-deps.sh
+
+## The whole story on the local stand-in: deploy, enroll, credentials, revoke.
+demo: setup
+	$(PY) -m scripts.demo
+
+## The test suite (unit + end-to-end against the stand-in + real headless Chromium).
+test: setup system-deps
+	$(PY) -m pytest
+
+## Everything but the browser test.
+test-fast: setup
+	$(PY) -m pytest -m "not browser"
+
+synth: setup
+	npx cdk synth --quiet
+
+bench: setup
+	$(PY) -m bench
+
+clean:
+	rm -rf cdk.out .pytest_cache

@@ -1,0 +1,6 @@
+"""Shared fixtures. Each fixtures module has one owner; see tests/fixtures/."""
+
+pytest_plugins = [
+    "tests.fixtures.emulator",
+    "tests.fixtures.stack",
+]
