@@ -2,5 +2,6 @@
 
 pytest_plugins = [
     "tests.fixtures.emulator",
+    "tests.fixtures.deployment",
     "tests.fixtures.stack",
 ]
