@@ -1,0 +1,254 @@
+"""What several verbs share: the PKCS#12 password, the endpoint CA bundle, staged
+profile writes, the post-enrollment credentials check and result printing.
+
+Not a verb: :mod:`provisioner.cli` only loads the modules it lists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import platform as platform_module
+import sys
+import time
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from provisioner import keys
+from provisioner.errors import CredentialsRefusedError, LocalFileError, UsageError
+from provisioner.profile import (
+    DEVICE_CERT,
+    DEVICE_JSON,
+    DEVICE_KEY,
+    DEVICE_P12,
+    ENDPOINT_CA,
+    DeviceProfile,
+    write_file_atomic,
+    write_secret_file,
+)
+
+PASSWORD_ENV = "DEVICE_TRUST_PKCS12_PASSWORD"
+ENDPOINT_CA_ENV = "DEVICE_TRUST_ENDPOINT_CA"
+STAGING_SUFFIX = ".new"
+# Pending key + CSR made by the `csr` verb, consumed by `install`.
+PENDING_KEY = "pending.key"
+PENDING_CSR = "pending.csr"
+# A certificate just made can take a moment to reach the credentials provider.
+VERIFY_RETRY_DELAYS = (1.0, 2.0)
+
+
+def add_pkcs12_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--pkcs12-encryption", choices=keys.PKCS12_ENCRYPTIONS, default=keys.DEFAULT_PKCS12_ENCRYPTION,
+                        help="legacy (default: PBE-SHA1-3DES, SHA-1 MAC; every keychain imports it) or "
+                             "aes256 (PBES2 AES-256, SHA-256 MAC; modern stores only). Password from "
+                             f"{PASSWORD_ENV} or a prompt")
+
+
+def add_endpoint_ca_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--endpoint-ca", type=Path, metavar="FILE",
+                        help="CA bundle (PEM) that verifies the credentials endpoint; default "
+                             f"${ENDPOINT_CA_ENV}, else the bundled Amazon root CAs. For the local stand-in: "
+                             "its caFile from <state-dir>/endpoint.json")
+
+
+def add_verify_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-verify", action="store_true",
+                        help="do not fetch credentials once to prove the new identity works")
+
+
+def add_key_type_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--key-type", choices=keys.KEY_TYPES, default=keys.DEFAULT_KEY_TYPE,
+                        help=f"key pair made on this laptop (default: {keys.DEFAULT_KEY_TYPE})")
+
+
+def add_attribute_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--owner", help="thing attribute Owner (e.g. the user's e-mail)")
+    parser.add_argument("--serial", help="thing attribute SerialNumber (the laptop's serial number)")
+    parser.add_argument("--platform", help="thing attribute Platform (default: this machine's OS for enroll)")
+
+
+def this_platform() -> str:
+    """macos, windows or linux (or the OS name lower-cased): the Platform thing attribute."""
+    name = platform_module.system().lower()
+    return {"darwin": "macos"}.get(name, name or "unknown")
+
+
+def pkcs12_password(*, confirm: bool = True) -> bytes:
+    """The PKCS#12 password: $DEVICE_TRUST_PKCS12_PASSWORD, else an interactive prompt; never argv."""
+    value = os.environ.get(PASSWORD_ENV)
+    if value is None:
+        if not (sys.stdin.isatty() and sys.stderr.isatty()):
+            raise UsageError(f"no PKCS#12 password: set {PASSWORD_ENV} (no terminal to prompt on)")
+        value = getpass.getpass("Password for device.p12: ")
+        if confirm and getpass.getpass("Repeat the password: ") != value:
+            raise UsageError("the two passwords differ")
+    if len(value) < keys.MIN_PKCS12_PASSWORD_LENGTH:
+        raise UsageError(f"the PKCS#12 password must be at least {keys.MIN_PKCS12_PASSWORD_LENGTH} characters")
+    return value.encode()
+
+
+def _has_pem_certificate(data: bytes) -> bool:
+    from cryptography import x509  # local: only the verbs that read a CA need it
+
+    try:
+        return bool(x509.load_pem_x509_certificates(data))
+    except ValueError:
+        return False
+
+
+def endpoint_ca_bundle(option: Path | None) -> bytes:
+    """The CA bundle for the credentials endpoint, by the documented rule:
+    --endpoint-ca, else $DEVICE_TRUST_ENDPOINT_CA, else the bundled Amazon root CAs."""
+    if option is None and os.environ.get(ENDPOINT_CA_ENV):
+        option = Path(os.environ[ENDPOINT_CA_ENV])
+    if option is None:
+        try:
+            data = resources.files("provisioner.data").joinpath("amazon-root-ca.pem").read_bytes()
+        except (OSError, ModuleNotFoundError) as exc:
+            raise LocalFileError("the bundled Amazon root CAs are missing from this installation: "
+                                 "pass --endpoint-ca FILE") from exc
+        source = "the bundled Amazon root CAs"
+    else:
+        option = option.expanduser()
+        try:
+            data = option.read_bytes()
+        except OSError as exc:
+            raise UsageError(f"cannot read endpoint CA file {option}: {exc.strerror or exc}") from exc
+        source = str(option)
+    if not _has_pem_certificate(data):
+        raise UsageError(f"{source} holds no PEM certificate: pass a CA bundle with --endpoint-ca")
+    return data
+
+
+def read_input_file(path: Path, what: str) -> bytes:
+    try:
+        return Path(path).expanduser().read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read {what} {path}: {exc.strerror or exc}") from exc
+
+
+def check_profile_dir_usable(directory: Path) -> None:
+    """Fail early (before any AWS call) if the profile directory cannot be made or written."""
+    probe = directory
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise LocalFileError(f"cannot use profile directory {directory}: {probe} is not a directory")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise LocalFileError(f"cannot write to profile directory {directory}: permission denied on {probe}")
+
+
+# ---------------------------------------------------------------- staged profile writes
+
+@dataclass(frozen=True)
+class StagedProfile:
+    """A complete new identity written beside the current one as ``<file>.new``."""
+
+    profile: DeviceProfile  # final locations
+    names: tuple[str, ...]  # files staged, in commit order (device.json last)
+
+    def staged(self, name: str) -> Path:
+        return self.profile.directory / (name + STAGING_SUFFIX)
+
+    @property
+    def key_path(self) -> Path:
+        return self.staged(DEVICE_KEY) if DEVICE_KEY in self.names else self.profile.key_path
+
+    @property
+    def cert_path(self) -> Path:
+        return self.staged(DEVICE_CERT)
+
+    @property
+    def ca_path(self) -> Path:
+        return self.staged(ENDPOINT_CA) if ENDPOINT_CA in self.names else self.profile.ca_path
+
+    def commit(self) -> None:
+        """Move every staged file over the current one (each an atomic rename); device.json last."""
+        for name in self.names:
+            try:
+                os.replace(self.staged(name), self.profile.directory / name)
+            except OSError as exc:
+                raise LocalFileError(
+                    f"cannot install {name} in {self.profile.directory} ({exc.strerror or exc}); the new files "
+                    f"are the *{STAGING_SUFFIX} ones there: rename them by hand"
+                ) from exc
+
+    def discard(self) -> None:
+        for name in self.names:
+            try:
+                self.staged(name).unlink()
+            except FileNotFoundError:
+                pass
+            except OSError:
+                pass  # best effort: a stale *.new file is overwritten by the next run
+
+
+def stage_profile(
+    profile: DeviceProfile,
+    *,
+    cert_pem: bytes,
+    p12: bytes,
+    key_pem: bytes | None = None,
+    ca_pem: bytes | None = None,
+) -> StagedProfile:
+    """Write ``<name>.new`` files for the new identity; nothing current is touched yet."""
+    names: list[str] = [DEVICE_CERT]
+    files: dict[str, tuple[bytes, bool]] = {DEVICE_CERT: (cert_pem, False), DEVICE_P12: (p12, True)}
+    if key_pem is not None:
+        names.append(DEVICE_KEY)
+        files[DEVICE_KEY] = (key_pem, True)
+    names.append(DEVICE_P12)
+    if ca_pem is not None:
+        names.append(ENDPOINT_CA)
+        files[ENDPOINT_CA] = (ca_pem, False)
+    names.append(DEVICE_JSON)
+    files[DEVICE_JSON] = (profile.to_json_bytes(), False)
+    staged = StagedProfile(profile, tuple(names))
+    try:
+        for name in names:
+            data, secret = files[name]
+            if secret:
+                write_secret_file(staged.staged(name), data)
+            else:
+                write_file_atomic(staged.staged(name), data, 0o644)
+    except BaseException:
+        staged.discard()
+        raise
+    return staged
+
+
+def verify_identity(*, staged: StagedProfile | None = None, profile: DeviceProfile | None = None):
+    """Fetch credentials once with the (staged or current) identity; returns the Credentials."""
+    from provisioner import credentials_client
+
+    target = staged.profile if staged is not None else profile
+    paths = dict(cert_path=staged.cert_path, key_path=staged.key_path, ca_path=staged.ca_path) if staged \
+        else dict(cert_path=profile.cert_path, key_path=profile.key_path, ca_path=profile.ca_path)
+    for delay in (*VERIFY_RETRY_DELAYS, None):
+        try:
+            return credentials_client.fetch_credentials(
+                endpoint=target.credentials_endpoint, role_alias=target.role_alias,
+                thing_name=target.thing_name, **paths)
+        except CredentialsRefusedError:
+            if delay is None:
+                raise
+            time.sleep(delay)
+
+
+# ---------------------------------------------------------------- output
+
+def emit(args: argparse.Namespace, result: dict, lines: list[str]) -> None:
+    """Print the result: JSON with --json, else the readable lines. stdout only."""
+    if args.json:
+        print(json.dumps(result, indent=2, sort_keys=True, default=str))
+    else:
+        for line in lines:
+            print(line)
+
+
+def note(message: str) -> None:
+    """A diagnostic for the human watching (stderr, never stdout)."""
+    print(f"device-trust: {message}", file=sys.stderr)

@@ -1,0 +1,70 @@
+"""rotate: a new key and certificate for the same thing; the old one revoked once the new one works."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+from provisioner import enrollment, keys
+from provisioner.commands import _common
+from provisioner.errors import DeviceTrustError, UsageError
+from provisioner.profile import load_profile
+from provisioner.stack_info import aws_client, read_stack
+
+HELP = "replace this laptop's key and certificate; the old certificate is revoked only after the new one works"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    _common.add_key_type_option(parser)
+    _common.add_pkcs12_option(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    old = load_profile(args.profile_dir)
+    if old.environment != args.env:
+        raise UsageError(f"the profile at {args.profile_dir} is for environment {old.environment}, not {args.env}: "
+                         f"pass --env {old.environment}")
+    if old.stack_name != args.stack_name:
+        raise UsageError(f"the profile belongs to stack {old.stack_name}, not {args.stack_name}")
+    password = _common.pkcs12_password()
+    region = args.region or old.region
+
+    cloudformation = aws_client("cloudformation", region)
+    iot = aws_client("iot", region)
+    stack = read_stack(cloudformation, old.stack_name)
+
+    # 1. New key + certificate beside the old ones; the old identity is untouched.
+    key = keys.generate_private_key(args.key_type)
+    csr_pem = keys.build_csr(key, old.thing_name, old.environment)
+    certificate = enrollment.issue_for_existing_thing(iot, stack, csr_pem, old.thing_name)
+    with enrollment.rolled_back_on_failure(iot, certificate, on_rollback=_common.note):
+        new = dataclasses.replace(
+            old, certificate_id=certificate.certificate_id, certificate_arn=certificate.certificate_arn,
+            not_after=keys.format_timestamp(keys.certificate_not_after(certificate.certificate_pem)))
+        p12 = keys.build_pkcs12(key, certificate.certificate_pem, friendly_name=old.thing_name, password=password,
+                                encryption=args.pkcs12_encryption)
+        staged = _common.stage_profile(new, cert_pem=certificate.certificate_pem, p12=p12,
+                                       key_pem=keys.private_key_pem(key))
+        try:
+            # 2. Proof that the new identity works, 3. then the old certificate revoked.
+            credentials = _common.verify_identity(staged=staged)
+            enrollment.revoke_certificate(iot, old.certificate_id)
+        except BaseException:
+            staged.discard()
+            raise
+    # 4. The old files replaced (each an atomic rename, device.json last).
+    staged.commit()
+    try:
+        enrollment.retire_certificate(iot, old.certificate_arn, old.thing_name)
+    except DeviceTrustError as exc:
+        _common.note(f"rotated, but detaching the old certificate failed ({exc}); it is REVOKED all the same")
+
+    result = {"thingName": old.thing_name, "oldCertificateId": old.certificate_id,
+              "newCertificateId": new.certificate_id, "notAfter": new.not_after,
+              "credentialsExpiration": keys.format_timestamp(credentials.expiration),
+              "profileDir": str(args.profile_dir)}
+    _common.emit(args, result, [
+        f"Rotated {old.thing_name}: certificate {new.certificate_id} (valid until {new.not_after}) is in use,",
+        f"  the old certificate {old.certificate_id} is REVOKED.",
+    ])
+    return 0

@@ -1,0 +1,162 @@
+"""What the provisioner learns about the AWS account: stack outputs and the credentials endpoint.
+
+Also the one place that makes boto3 clients (bounded retries, botocore's
+``standard`` retry mode, which retries throttling and transient errors with
+backoff) and that turns botocore's exceptions into the provisioner's own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Iterator
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    NoRegionError,
+    PartialCredentialsError,
+    ReadTimeoutError,
+)
+
+from provisioner.errors import AwsError, NetworkError
+
+MAX_ATTEMPTS = 5  # botocore counts the first call: 1 call + up to 4 retries
+CONNECT_TIMEOUT = 5
+READ_TIMEOUT = 30
+
+# Stack states in which no usable version of the stack exists (updates keep the previous outputs).
+NOT_DEPLOYED = frozenset({
+    "CREATE_IN_PROGRESS", "CREATE_FAILED", "ROLLBACK_IN_PROGRESS", "ROLLBACK_FAILED", "ROLLBACK_COMPLETE",
+    "DELETE_IN_PROGRESS", "DELETE_FAILED", "DELETE_COMPLETE", "REVIEW_IN_PROGRESS",
+})
+
+REQUIRED_OUTPUTS = (
+    "RoleAliasName",
+    "RoleAliasArn",
+    "DeviceRoleArn",
+    "DevicePolicyName",
+    "ProvisioningTemplateName",
+    "ThingGroupName",
+    "ThingTypeName",
+)
+
+
+def client_config(max_attempts: int = MAX_ATTEMPTS) -> Config:
+    """botocore config: standard retry mode (throttling + transient errors), bounded attempts and timeouts."""
+    return Config(
+        retries={"mode": "standard", "max_attempts": max_attempts},
+        connect_timeout=CONNECT_TIMEOUT,
+        read_timeout=READ_TIMEOUT,
+    )
+
+
+def aws_client(service: str, region: str | None = None, *, max_attempts: int = MAX_ATTEMPTS):
+    """A boto3 client on the usual credential chain (profiles, environment, AWS_ENDPOINT_URL)."""
+    with aws_errors(f"setting up the {service} client"):
+        return boto3.session.Session(region_name=region).client(service, config=client_config(max_attempts))
+
+
+@contextlib.contextmanager
+def aws_errors(action: str) -> Iterator[None]:
+    """Translate botocore failures during ``action`` into AwsError / NetworkError (one line, chained)."""
+    try:
+        yield
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        code = error.get("Code", "Unknown")
+        message = " ".join(str(error.get("Message", "")).split())
+        hint = ""
+        if code in ("AccessDenied", "AccessDeniedException", "UnauthorizedException", "UnrecognizedClientException",
+                    "InvalidClientTokenId", "ExpiredToken", "ExpiredTokenException"):
+            hint = ": check the AWS credentials and that they carry the ProvisionerPolicyArn policy"
+        elif code in ("Throttling", "ThrottlingException", "TooManyRequestsException"):
+            hint = ": AWS kept throttling after retries; try again in a minute"
+        raise AwsError(f"{action} failed: {code}: {message}{hint}") from exc
+    except (EndpointConnectionError, ConnectTimeoutError, ConnectionClosedError) as exc:
+        raise NetworkError(f"{action} failed: cannot reach AWS ({exc}); check the network or AWS_ENDPOINT_URL") from exc
+    except ReadTimeoutError as exc:
+        raise NetworkError(f"{action} failed: AWS did not answer in time ({exc})") from exc
+    except (NoCredentialsError, PartialCredentialsError) as exc:
+        raise AwsError(f"{action} failed: no AWS credentials found; configure a profile or AWS_* variables") from exc
+    except NoRegionError as exc:
+        raise AwsError(f"{action} failed: no AWS region; pass --region or set AWS_REGION") from exc
+    except BotoCoreError as exc:
+        raise AwsError(f"{action} failed: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class StackInfo:
+    """The stack outputs the provisioner relies on (see DESIGN.md, Stack outputs)."""
+
+    stack_name: str
+    region: str
+    role_alias: str
+    role_alias_arn: str
+    device_role_arn: str
+    device_policy_name: str
+    provisioning_template_name: str
+    thing_group_name: str
+    thing_type_name: str
+
+    @classmethod
+    def from_outputs(cls, stack_name: str, region: str, outputs: dict[str, str]) -> "StackInfo":
+        missing = [key for key in REQUIRED_OUTPUTS if not outputs.get(key)]
+        if missing:
+            raise AwsError(
+                f"stack {stack_name} lacks the outputs {', '.join(missing)}: deploy the current "
+                "device-trust stack (cdk deploy) or pass the right --env/--stack-name"
+            )
+        return cls(
+            stack_name=stack_name,
+            region=region,
+            role_alias=outputs["RoleAliasName"],
+            role_alias_arn=outputs["RoleAliasArn"],
+            device_role_arn=outputs["DeviceRoleArn"],
+            device_policy_name=outputs["DevicePolicyName"],
+            provisioning_template_name=outputs["ProvisioningTemplateName"],
+            thing_group_name=outputs["ThingGroupName"],
+            thing_type_name=outputs["ThingTypeName"],
+        )
+
+
+def stack_outputs(cloudformation, stack_name: str) -> dict[str, str]:
+    """OutputKey -> OutputValue of ``stack_name``; AwsError if the stack is missing or not deployed."""
+    try:
+        with aws_errors(f"reading stack {stack_name}"):
+            stacks = cloudformation.describe_stacks(StackName=stack_name)["Stacks"]
+    except AwsError as exc:
+        cause = exc.__cause__
+        if isinstance(cause, ClientError) and "does not exist" in str(cause.response.get("Error", {}).get("Message")):
+            raise AwsError(
+                f"stack {stack_name} does not exist in this account/region: deploy it first "
+                "(cdk deploy) or pass the right --env, --stack-name or --region"
+            ) from cause
+        raise
+    if not stacks:
+        raise AwsError(f"stack {stack_name} does not exist: deploy it first or pass the right --env/--stack-name")
+    stack = stacks[0]
+    status = stack.get("StackStatus", "")
+    if status in NOT_DEPLOYED:
+        raise AwsError(f"stack {stack_name} is {status}, not deployed: fix the deployment first")
+    return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+
+
+def read_stack(cloudformation, stack_name: str) -> StackInfo:
+    """The stack's outputs as a StackInfo (region taken from the client)."""
+    return StackInfo.from_outputs(stack_name, cloudformation.meta.region_name, stack_outputs(cloudformation, stack_name))
+
+
+def credentials_endpoint(iot) -> str:
+    """``host[:port]`` of the IoT credentials provider (DescribeEndpoint iot:CredentialProvider)."""
+    with aws_errors("looking up the IoT credentials endpoint"):
+        address = iot.describe_endpoint(endpointType="iot:CredentialProvider")["endpointAddress"]
+    if not address:
+        raise AwsError("DescribeEndpoint returned no credentials endpoint address")
+    return address
