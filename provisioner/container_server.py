@@ -117,6 +117,7 @@ class CredentialsKeeper:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._failures = 0
+        self._last_failure: datetime | None = None
 
     def refresh(self) -> Credentials:
         """Fetch now; on success the new credentials replace the old. Raises the fetch error."""
@@ -147,11 +148,12 @@ class CredentialsKeeper:
         if state.credentials is None or state.fetched_at is None:
             return now
         planned = refresh_time(state.fetched_at, state.credentials.expiration, self._margin)
-        if self._failures:
+        if self._failures and self._last_failure is not None:
             backoff = min(RETRY_MAX_SECONDS, RETRY_MIN_SECONDS * 2 ** (self._failures - 1))
-            # Retry soon after a failure, but always before the current credentials die.
+            # After a failure: retry after a backoff, but always before the current credentials die.
+            retry_at = self._last_failure + timedelta(seconds=backoff)
             latest = state.credentials.expiration - timedelta(seconds=MIN_VALIDITY_SECONDS)
-            planned = min(max(planned, now + timedelta(seconds=backoff)), max(now, latest))
+            planned = min(max(planned, retry_at), max(self._last_failure, latest))
         return planned
 
     def tick(self) -> None:
@@ -162,9 +164,11 @@ class CredentialsKeeper:
             credentials = self.refresh()
         except DeviceTrustError as exc:
             self._failures += 1
+            self._last_failure = self._clock()
             self._log(f"refresh failed (attempt {self._failures}): {exc}")
             return
         self._failures = 0
+        self._last_failure = None
         self._log(f"refreshed credentials {credentials.access_key_id}, valid until "
                   f"{format_expiration(credentials.expiration)}")
 
