@@ -1,0 +1,133 @@
+"""``browser-policy``: Chrome policy files for this laptop's device profile.
+
+Reads device.json and device.crt (and device.p12 for macOS), renders with
+:mod:`provisioner.browser_policy`, writes the files atomically and prints what it
+wrote and where each goes. See docs/browser.md for the rollout.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import sys
+from pathlib import Path
+
+from provisioner import browser_policy
+from provisioner.errors import LocalFileError, UsageError
+from provisioner.profile import load_profile, write_file_atomic
+
+HELP = "write Chrome policies (certificate auto-selection + extension configuration) for macOS, Windows, Linux"
+
+PASSWORD_ENV = "DEVICE_TRUST_PKCS12_PASSWORD"
+
+_INSTALL_HINTS = {
+    "linux": "copy to " + " and ".join(f"{d}/" for d in browser_policy.LINUX_POLICY_DIRS) + " (root, mode 0644)",
+    "windows": "import on the laptop (reg import, as administrator) or turn into a GPO / Intune setting",
+    "macos": "push with your MDM (holds the private key: keep it 0600, never e-mail it)",
+}
+
+
+def add_arguments(parser) -> None:
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("--os", choices=browser_policy.OPERATING_SYSTEMS, dest="target_os",
+                        help="the operating system to write the policy for")
+    target.add_argument("--all", action="store_true", help="write the policies for macOS, Windows and Linux")
+    parser.add_argument("--output-dir", type=Path, metavar="DIR",
+                        help="where to write the files (default: <profile-dir>/browser)")
+    parser.add_argument("--allowed-origin", action="append", default=[], metavar="URL",
+                        help="web application origin that may ask the extension for credentials, e.g. "
+                             "https://app.example.com (repeat for several; http only for localhost)")
+    parser.add_argument("--extension-id", default=browser_policy.EXTENSION_ID, metavar="ID",
+                        help=f"the Device Trust extension's id (default: {browser_policy.EXTENSION_ID}, "
+                             "from extension/manifest.json)")
+    parser.add_argument("--extension-update-url", metavar="URL",
+                        help="update URL for ExtensionInstallForcelist (the Chrome Web Store's "
+                             "https://clients2.google.com/service/update2/crx or your own); without it the "
+                             "policies do not force-install the extension")
+    parser.add_argument("--macos-identifier", default="com.example.device-trust", metavar="REVERSE_DNS",
+                        help="prefix of the configuration profile's PayloadIdentifier (default: %(default)s)")
+
+
+def _read(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise LocalFileError(f"cannot read {what} {path}: {exc.strerror or exc}: re-run install or enroll") from exc
+
+
+def _pkcs12_password() -> str:
+    value = os.environ.get(PASSWORD_ENV)
+    if value is None:
+        if not (sys.stdin.isatty() and sys.stderr.isatty()):
+            raise UsageError(f"the macOS profile needs the device.p12 password: set {PASSWORD_ENV} "
+                             "(no terminal to prompt on)")
+        value = getpass.getpass("Password of device.p12: ")
+    return value
+
+
+def _check_pkcs12(data: bytes, password: str, path: Path) -> None:
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    try:
+        key, certificate, _ = pkcs12.load_key_and_certificates(data, password.encode())
+    except ValueError as exc:
+        raise UsageError(f"the password does not open {path} (or the file is damaged): check {PASSWORD_ENV}") from exc
+    if key is None or certificate is None:
+        raise LocalFileError(f"{path} holds no key and certificate: re-run install")
+
+
+def render_files(args, profile) -> list[tuple[str, Path, bytes, bool]]:
+    """(os, path, content, secret) for each file to write; nothing is written here."""
+    policy = browser_policy.build_policy(
+        credentials_endpoint=profile.credentials_endpoint,
+        certificate_pem=_read(profile.cert_path, "device certificate"),
+        role_alias=profile.role_alias,
+        thing_name=profile.thing_name,
+        allowed_origins=args.allowed_origin,
+        environment=profile.environment,
+        extension_id=args.extension_id,
+        extension_update_url=args.extension_update_url,
+    )
+    output_dir = (args.output_dir or profile.directory / "browser").expanduser()
+    stem = f"device-trust-{profile.environment}"
+    targets = browser_policy.OPERATING_SYSTEMS if args.all else (args.target_os,)
+    files = []
+    for target in targets:
+        if target == "linux":
+            files.append(("linux", output_dir / f"{stem}.json", browser_policy.render_linux(policy), False))
+        elif target == "windows":
+            files.append(("windows", output_dir / f"{stem}.reg", browser_policy.render_windows(policy), False))
+        else:
+            p12 = _read(profile.p12_path, "PKCS#12 bundle")
+            password = _pkcs12_password()
+            _check_pkcs12(p12, password, profile.p12_path)
+            content = browser_policy.render_macos(policy, pkcs12=p12, pkcs12_password=password,
+                                                  identifier_prefix=args.macos_identifier)
+            files.append(("macos", output_dir / f"{stem}.mobileconfig", content, True))
+    return files
+
+
+def run(args) -> int:
+    profile = load_profile(args.profile_dir)
+    files = render_files(args, profile)  # everything rendered (and validated) before the first write
+    for _, path, content, secret in files:
+        if secret:
+            write_file_atomic(path, content, 0o600)  # not write_secret_file: it would chmod an existing --output-dir
+        else:
+            write_file_atomic(path, content, 0o644)
+    if not args.allowed_origin:
+        print("device-trust: warning: no --allowed-origin: the extension will answer no web page", file=sys.stderr)
+    if not args.extension_update_url:
+        print("device-trust: note: ExtensionInstallForcelist left out: pass --extension-update-url, or "
+              f"force-install extension {args.extension_id} in your console (see docs/browser.md)", file=sys.stderr)
+    if args.json:
+        print(json.dumps({
+            "extensionId": args.extension_id,
+            "files": [{"os": target, "path": str(path), "install": _INSTALL_HINTS[target]}
+                      for target, path, _, _ in files],
+        }, indent=2))
+    else:
+        for target, path, _, _ in files:
+            print(f"wrote {path}: {_INSTALL_HINTS[target]}")
+    return 0

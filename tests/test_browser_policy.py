@@ -1,0 +1,328 @@
+"""browser-policy: Chrome policies rendered from a device profile, parsed back as each OS would.
+
+The profile is made here with `cryptography` (no committed key); the command runs through
+its real door, `python -m provisioner browser-policy`.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import hashlib
+import json
+import os
+import plistlib
+import re
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import pkcs12
+from cryptography.x509.oid import NameOID
+
+from provisioner import browser_policy
+from provisioner.errors import UsageError
+
+REPO = Path(__file__).resolve().parents[1]
+THING = "laptop-0042"
+ENDPOINT = "localhost:8443"
+ROLE_ALIAS = "DeviceTrust-local-role-alias"
+P12_PASSWORD = "correct horse battery"
+ENVIRONMENT = "local"
+
+
+def _name(**attributes) -> x509.Name:
+    oids = {"CN": NameOID.COMMON_NAME, "O": NameOID.ORGANIZATION_NAME, "OU": NameOID.ORGANIZATIONAL_UNIT_NAME,
+            "C": NameOID.COUNTRY_NAME}
+    return x509.Name([x509.NameAttribute(oids[key], value) for key, value in attributes.items()])
+
+
+def make_certificate(subject: x509.Name, issuer: x509.Name) -> tuple[ec.EllipticCurvePrivateKey, bytes]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    issuer_key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer)
+                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=30))
+                   .sign(issuer_key, hashes.SHA256()))
+    return key, certificate.public_bytes(serialization.Encoding.PEM)
+
+
+@pytest.fixture
+def device_profile(tmp_path) -> Path:
+    """A device profile directory as `enroll` leaves it."""
+    directory = tmp_path / "profile"
+    directory.mkdir(mode=0o700)
+    key, cert_pem = make_certificate(_name(CN=THING, O="DeviceTrust local"), _name(CN="Moto", O="Moto", OU="Server CA 1B"))
+    (directory / "device.crt").write_bytes(cert_pem)
+    key_path = directory / "device.key"
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    key_path.chmod(0o600)
+    (directory / "device.p12").write_bytes(pkcs12.serialize_key_and_certificates(
+        THING.encode(), key, x509.load_pem_x509_certificate(cert_pem), None,
+        serialization.BestAvailableEncryption(P12_PASSWORD.encode())))
+    (directory / "device.json").write_text(json.dumps({
+        "thingName": THING, "certificateId": "c" * 64,
+        "certificateArn": f"arn:aws:iot:us-east-1:123456789012:cert/{'c' * 64}",
+        "credentialsEndpoint": ENDPOINT, "roleAlias": ROLE_ALIAS, "region": "us-east-1",
+        "stackName": "DeviceTrust-local", "environment": ENVIRONMENT, "notAfter": "2030-01-01T00:00:00Z",
+    }))
+    return directory
+
+
+def browser_policy_cli(*args: str, password: str | None = P12_PASSWORD) -> subprocess.CompletedProcess:
+    env = {key: value for key, value in os.environ.items() if key != "DEVICE_TRUST_PKCS12_PASSWORD"}
+    if password is not None:
+        env["DEVICE_TRUST_PKCS12_PASSWORD"] = password
+    return subprocess.run([sys.executable, "-m", "provisioner", "browser-policy", *args], cwd=REPO, env=env,
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+
+
+def parse_reg(data: bytes) -> dict[str, dict[str, str] | None]:
+    """A small .reg reader: key path -> {value name: string}, None for a [-deleted] key, in file order.
+
+    Only what regedit needs for these files: REG_SZ values with \\ and \" escapes.
+    """
+    assert data.startswith(b"\xff\xfe"), "regedit files are UTF-16 LE with a BOM"
+    text = data[2:].decode("utf-16-le")
+    lines = text.split("\r\n")
+    assert lines[0] == "Windows Registry Editor Version 5.00"
+    keys: dict[str, dict[str, str] | None] = {}
+    current = None
+    value_line = re.compile(r'^"((?:[^"\\]|\\.)*)"="((?:[^"\\]|\\.)*)"$')
+    for line in lines[1:]:
+        if not line:
+            continue
+        if line.startswith("[-") and line.endswith("]"):
+            keys[line[2:-1]] = None
+            current = None
+        elif line.startswith("[") and line.endswith("]"):
+            if keys.get(line[1:-1]) is None:  # new, or re-created after a [-deletion]
+                keys[line[1:-1]] = {}
+            current = keys[line[1:-1]]
+        else:
+            match = value_line.match(line)
+            assert match and current is not None, f"not a REG_SZ value line: {line!r}"
+            unescape = lambda s: re.sub(r"\\(.)", r"\1", s)  # noqa: E731
+            current[unescape(match.group(1))] = unescape(match.group(2))
+    return keys
+
+
+EXPECTED_FILTER = {"ISSUER": {"CN": "Moto", "O": "Moto", "OU": "Server CA 1B"},
+                   "SUBJECT": {"CN": THING, "O": "DeviceTrust local"}}
+EXPECTED_EXTENSION_CONFIG = {"credentialsEndpoint": ENDPOINT, "roleAlias": ROLE_ALIAS, "thingName": THING,
+                             "allowedOrigins": ["https://app.example.com", "http://127.0.0.1:8000"]}
+ORIGIN_ARGS = ("--allowed-origin", "https://App.Example.com:443/", "--allowed-origin", "http://127.0.0.1:8000")
+
+
+def test_linux_policy_selects_exactly_the_device_certificate_for_the_credentials_endpoint(device_profile, tmp_path):
+    out = tmp_path / "out"
+    result = browser_policy_cli("--os", "linux", "--profile-dir", str(device_profile), "--output-dir", str(out),
+                                *ORIGIN_ARGS)
+    assert result.returncode == 0, result.stderr
+    path = out / "device-trust-local.json"
+    assert f"wrote {path}" in result.stdout and "/etc/opt/chrome/policies/managed/" in result.stdout
+    policies = json.loads(path.read_bytes())
+    entries = policies["AutoSelectCertificateForUrls"]
+    assert all(isinstance(entry, str) for entry in entries), "Chrome wants each entry as a JSON string"
+    assert [json.loads(entry) for entry in entries] == [{"pattern": "https://localhost:8443", "filter": EXPECTED_FILTER}]
+    assert policies["3rdparty"] == {"extensions": {browser_policy.EXTENSION_ID: EXPECTED_EXTENSION_CONFIG}}
+    assert "ExtensionInstallForcelist" not in policies
+    assert "ExtensionInstallForcelist" in result.stderr  # the guidance for the admin
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+def test_windows_reg_file_holds_the_same_policies_under_hklm_chrome(device_profile, tmp_path):
+    out = tmp_path / "out"
+    result = browser_policy_cli("--os", "windows", "--profile-dir", str(device_profile), "--output-dir", str(out),
+                                "--extension-update-url", "https://clients2.google.com/service/update2/crx",
+                                *ORIGIN_ARGS)
+    assert result.returncode == 0, result.stderr
+    keys = parse_reg((out / "device-trust-local.reg").read_bytes())
+    root = r"HKEY_LOCAL_MACHINE\SOFTWARE\Policies\Google\Chrome"
+    extension_key = rf"{root}\3rdparty\extensions\{browser_policy.EXTENSION_ID}\policy"
+    assert json.loads(keys[rf"{root}\AutoSelectCertificateForUrls"]["1"]) == {
+        "pattern": "https://localhost:8443", "filter": EXPECTED_FILTER}
+    assert keys[rf"{root}\ExtensionInstallForcelist"] == {
+        "1": f"{browser_policy.EXTENSION_ID};https://clients2.google.com/service/update2/crx"}
+    assert keys[extension_key] == {"credentialsEndpoint": ENDPOINT, "roleAlias": ROLE_ALIAS, "thingName": THING}
+    assert keys[rf"{extension_key}\allowedOrigins"] == {"1": "https://app.example.com", "2": "http://127.0.0.1:8000"}
+    # The old origin list is deleted before the new one is written, so a removed origin does not linger.
+    text = (out / "device-trust-local.reg").read_bytes()[2:].decode("utf-16-le")
+    assert text.index(rf"[-{extension_key}\allowedOrigins]") < text.index(rf"[{extension_key}\allowedOrigins]")
+
+
+def test_macos_profile_carries_the_identity_and_both_chrome_payloads(device_profile, tmp_path):
+    out = tmp_path / "out"
+    result = browser_policy_cli("--os", "macos", "--profile-dir", str(device_profile), "--output-dir", str(out),
+                                *ORIGIN_ARGS)
+    assert result.returncode == 0, result.stderr
+    path = out / "device-trust-local.mobileconfig"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600, "the profile holds the private key"
+    profile = plistlib.loads(path.read_bytes())
+    assert profile["PayloadType"] == "Configuration" and profile["PayloadVersion"] == 1
+    payloads = {payload["PayloadType"]: payload for payload in profile["PayloadContent"]}
+    identity = payloads["com.apple.security.pkcs12"]
+    assert identity["PayloadContent"] == (device_profile / "device.p12").read_bytes()
+    assert identity["Password"] == P12_PASSWORD
+    key, certificate, _ = pkcs12.load_key_and_certificates(identity["PayloadContent"], identity["Password"].encode())
+    assert certificate.subject.rfc4514_string() == f"O=DeviceTrust local,CN={THING}"
+    chrome = payloads["com.google.Chrome"]
+    assert [json.loads(entry) for entry in chrome["AutoSelectCertificateForUrls"]] == [
+        {"pattern": "https://localhost:8443", "filter": EXPECTED_FILTER}]
+    extension = payloads[f"com.google.Chrome.extensions.{browser_policy.EXTENSION_ID}"]
+    assert {key: extension[key] for key in EXPECTED_EXTENSION_CONFIG} == EXPECTED_EXTENSION_CONFIG
+    uuids = [profile["PayloadUUID"], *(payload["PayloadUUID"] for payload in profile["PayloadContent"])]
+    assert len(set(uuids)) == len(uuids)
+    # Rendering again gives the same identifiers, so an MDM replaces the profile instead of adding one.
+    again = browser_policy_cli("--os", "macos", "--profile-dir", str(device_profile), "--output-dir", str(out),
+                               *ORIGIN_ARGS)
+    assert again.returncode == 0
+    assert plistlib.loads(path.read_bytes())["PayloadUUID"] == profile["PayloadUUID"]
+
+
+def test_all_writes_one_file_per_operating_system_and_json_lists_them(device_profile, tmp_path):
+    out = tmp_path / "out"
+    result = browser_policy_cli("--all", "--json", "--profile-dir", str(device_profile), "--output-dir", str(out),
+                                *ORIGIN_ARGS)
+    assert result.returncode == 0, result.stderr
+    listing = json.loads(result.stdout)
+    assert listing["extensionId"] == browser_policy.EXTENSION_ID
+    assert sorted((entry["os"], Path(entry["path"]).name) for entry in listing["files"]) == [
+        ("linux", "device-trust-local.json"), ("macos", "device-trust-local.mobileconfig"),
+        ("windows", "device-trust-local.reg")]
+    assert all(Path(entry["path"]).is_file() for entry in listing["files"])
+
+
+def test_default_output_is_the_profile_browser_directory(device_profile):
+    result = browser_policy_cli("--os", "linux", "--profile-dir", str(device_profile), *ORIGIN_ARGS)
+    assert result.returncode == 0, result.stderr
+    assert (device_profile / "browser" / "device-trust-local.json").is_file()
+
+
+@pytest.mark.parametrize("origin", [
+    "http://app.example.com",  # plain http off loopback
+    "https://app.example.com/path",
+    "https://app.example.com/?q=1",
+    "https://user@app.example.com",
+    "ftp://app.example.com",
+    "app.example.com",
+    "https://app.example.com:99999",
+])
+def test_browser_policy_rejects_an_allowed_origin_that_is_not_one_safe_origin(device_profile, tmp_path, origin):
+    out = tmp_path / "out"
+    result = browser_policy_cli("--os", "linux", "--profile-dir", str(device_profile), "--output-dir", str(out),
+                                "--allowed-origin", origin)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("device-trust: invalid --allowed-origin")
+    assert "Traceback" not in result.stderr
+    assert not out.exists(), "nothing is written when the input is wrong"
+
+
+def test_wrong_pkcs12_password_is_a_usage_error_and_writes_nothing(device_profile, tmp_path):
+    out = tmp_path / "out"
+    result = browser_policy_cli("--all", "--profile-dir", str(device_profile), "--output-dir", str(out),
+                                *ORIGIN_ARGS, password="not the password")
+    assert result.returncode == 2
+    assert "DEVICE_TRUST_PKCS12_PASSWORD" in result.stderr and result.stderr.count("\n") == 1
+    assert not out.exists()
+
+
+def test_macos_without_password_or_terminal_says_how_to_give_it(device_profile, tmp_path):
+    result = browser_policy_cli("--os", "macos", "--profile-dir", str(device_profile), "--output-dir",
+                                str(tmp_path / "out"), password=None)
+    assert result.returncode == 2
+    assert "set DEVICE_TRUST_PKCS12_PASSWORD" in result.stderr
+
+
+def test_missing_profile_is_a_local_file_error(tmp_path):
+    result = browser_policy_cli("--os", "linux", "--profile-dir", str(tmp_path / "nowhere"))
+    assert result.returncode == 5
+    assert result.stderr.startswith("device-trust: no device profile") and "Traceback" not in result.stderr
+
+
+def test_os_or_all_is_required():
+    result = browser_policy_cli()
+    assert result.returncode == 2 and "--os" in result.stderr
+
+
+@pytest.mark.parametrize(("given", "canonical"), [
+    ("https://App.Example.com", "https://app.example.com"),
+    ("https://app.example.com:443/", "https://app.example.com"),
+    ("https://app.example.com:8443", "https://app.example.com:8443"),
+    ("http://localhost:3000", "http://localhost:3000"),
+    ("http://127.0.0.1:80", "http://127.0.0.1"),
+    ("http://[::1]:8080", "http://[::1]:8080"),
+])
+def test_allowed_origins_are_written_the_way_chrome_reports_origins(given, canonical):
+    assert browser_policy.canonical_origin(given) == canonical
+
+
+def test_issuer_without_cn_is_matched_by_o_and_ou_like_the_aws_iot_ca():
+    # AWS IoT's own CA: OU=Amazon Web Services O=Amazon.com Inc. L=Seattle ST=Washington C=US (no CN).
+    _, cert_pem = make_certificate(_name(CN=THING), _name(C="US", O="Amazon.com Inc.", OU="Amazon Web Services"))
+    assert browser_policy.certificate_filter(cert_pem) == {
+        "ISSUER": {"O": "Amazon.com Inc.", "OU": "Amazon Web Services"}, "SUBJECT": {"CN": THING}}
+
+
+def test_certificate_without_subject_cn_cannot_be_auto_selected():
+    _, cert_pem = make_certificate(_name(O="Example"), _name(CN="CA"))
+    with pytest.raises(UsageError, match="no subject CN"):
+        browser_policy.certificate_filter(cert_pem)
+
+
+def test_auto_select_pattern_keeps_the_endpoint_port_and_filter_values_are_escaped_in_reg():
+    _, cert_pem = make_certificate(_name(CN=THING, O='Quote " and \\ backslash'), _name(CN="CA"))
+    policy = browser_policy.build_policy(credentials_endpoint="abc.credentials.iot.eu-west-1.amazonaws.com",
+                                         certificate_pem=cert_pem, role_alias="alias", thing_name=THING,
+                                         allowed_origins=[], environment="prod")
+    keys = parse_reg(browser_policy.render_windows(policy))
+    entry = json.loads(keys[r"HKEY_LOCAL_MACHINE\SOFTWARE\Policies\Google\Chrome\AutoSelectCertificateForUrls"]["1"])
+    assert entry["pattern"] == "https://abc.credentials.iot.eu-west-1.amazonaws.com"
+    assert entry["filter"]["SUBJECT"]["O"] == 'Quote " and \\ backslash'
+
+
+def test_extension_id_constant_is_the_one_chrome_derives_from_the_manifest_key():
+    manifest = json.loads((REPO / "extension" / "manifest.json").read_text())
+    digest = hashlib.sha256(base64.b64decode(manifest["key"])).hexdigest()[:32]
+    assert "".join(chr(ord("a") + int(c, 16)) for c in digest) == browser_policy.EXTENSION_ID
+
+
+def test_extension_manifest_asks_only_for_storage_and_the_credentials_endpoints():
+    manifest = json.loads((REPO / "extension" / "manifest.json").read_text())
+    assert manifest["manifest_version"] == 3
+    assert manifest["permissions"] == ["storage"]
+    assert manifest["storage"]["managed_schema"] == "schema.json"
+    for pattern in manifest["host_permissions"]:
+        assert pattern == "https://localhost/*" or re.fullmatch(
+            r"https://\*\.credentials\.iot\.[a-z]{2}-[a-z]+-\d\.amazonaws\.com/\*", pattern), pattern
+    assert "externally_connectable" not in manifest and "web_accessible_resources" not in manifest
+    schema = json.loads((REPO / "extension" / "schema.json").read_text())
+    assert set(schema["properties"]) == {"credentialsEndpoint", "roleAlias", "thingName", "allowedOrigins"}
+    # The policy's managed configuration has exactly the schema's settings.
+    assert set(EXPECTED_EXTENSION_CONFIG) == set(schema["properties"])
+
+
+def test_extension_runs_no_remote_code_and_writes_no_storage():
+    scripts = {path.name: path.read_text() for path in (REPO / "extension").glob("*.js")}
+    for name, source in scripts.items():
+        assert "eval(" not in source and "new Function" not in source, name
+        assert "importScripts" not in source, name
+        assert not re.search(r"""import\s[^;]*from\s+["']https?:""", source), name
+        assert "chrome.storage.local" not in source and "chrome.storage.sync" not in source, name
+        assert "chrome.storage.session" not in source and "localStorage" not in source, name
+        assert "console." not in source, f"{name} must not log (credentials must never reach a log)"
+
+
+def test_vendored_sigv4_library_is_the_recorded_npm_file():
+    vendor = REPO / "webapp" / "vendor"
+    recorded = re.search(r"file SHA-256 `([0-9a-f]{64})`", (vendor / "README.md").read_text()).group(1)
+    assert hashlib.sha256((vendor / "aws4fetch.esm.mjs").read_bytes()).hexdigest() == recorded
+    assert "MIT" in (vendor / "aws4fetch.LICENSE").read_text() or "Permission is hereby granted" in (
+        vendor / "aws4fetch.LICENSE").read_text()
