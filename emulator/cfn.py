@@ -1,0 +1,288 @@
+"""CloudFormation resource types moto 5.2.5 lacks or resolves wrongly, added to moto.
+
+- AWS::IoT::ProvisioningTemplate (Ref = template name, GetAtt TemplateArn), new;
+- AWS::IoT::ThingGroup (Ref = group name, GetAtt Arn / Id), new;
+- AWS::CDK::Metadata, accepted and ignored as CloudFormation ignores it;
+- AWS::IoT::Policy, AWS::IoT::RoleAlias, AWS::IoT::ThingType: Ref now returns the
+  name as on AWS (moto left the Ref unresolved), and a policy document given as
+  a JSON object is stored as the JSON string IoT keeps.
+
+Every model subclasses moto's CloudFormationModel directly, because moto finds
+resource types through CloudFormationModel.__subclasses__().
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from moto.core.common_models import CloudFormationModel
+from moto.iot import models as iot_models
+from moto.iot.models import iot_backends
+from moto.iot.utils import decapitalize_dict
+
+from . import iot
+
+
+def _name_from(properties: dict[str, Any], key: str, resource_name: str, limit: int) -> str:
+    name = properties.get(key)
+    if name:
+        return str(name)
+    return resource_name[-limit:].lstrip("-_")
+
+
+def _body_text(body: Any) -> str:
+    return body if isinstance(body, str) else json.dumps(body)
+
+
+class CfnProvisioningTemplate(CloudFormationModel):
+    def __init__(self, account_id: str, region_name: str, template: iot.ProvisioningTemplate) -> None:
+        self.account_id = account_id
+        self.region_name = region_name
+        self.name = template.name
+        self.arn = template.arn
+
+    @staticmethod
+    def cloudformation_name_type() -> str:
+        return "TemplateName"
+
+    @staticmethod
+    def cloudformation_type() -> str:
+        return "AWS::IoT::ProvisioningTemplate"
+
+    @classmethod
+    def has_cfn_attr(cls, attr: str) -> bool:
+        return attr in ("TemplateArn",)
+
+    @property
+    def physical_resource_id(self) -> str:
+        return self.name
+
+    def get_cfn_attribute(self, attribute_name: str) -> Any:
+        from moto.cloudformation.exceptions import UnformattedGetAttTemplateException
+
+        if attribute_name == "TemplateArn":
+            return self.arn
+        raise UnformattedGetAttTemplateException()
+
+    @classmethod
+    def create_from_cloudformation_json(  # type: ignore[misc]
+        cls, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str, **kwargs: Any
+    ) -> "CfnProvisioningTemplate":
+        props = cloudformation_json["Properties"]
+        backend = iot_backends[account_id][region_name]
+        hook = props.get("PreProvisioningHook")
+        template = iot.create_provisioning_template(
+            backend,
+            name=_name_from(props, "TemplateName", resource_name, 36),
+            body=_body_text(props.get("TemplateBody", "")),
+            role_arn=props.get("ProvisioningRoleArn", ""),
+            description=props.get("Description", ""),
+            enabled=str(props.get("Enabled", False)).lower() == "true",
+            template_type=props.get("TemplateType", "FLEET_PROVISIONING"),
+            hook=decapitalize_dict(hook) if hook else None,
+        )
+        return cls(account_id, region_name, template)
+
+    @classmethod
+    def update_from_cloudformation_json(  # type: ignore[misc]
+        cls,
+        original_resource: "CfnProvisioningTemplate",
+        new_resource_name: str,
+        cloudformation_json: Any,
+        account_id: str,
+        region_name: str,
+    ) -> "CfnProvisioningTemplate":
+        props = cloudformation_json["Properties"]
+        backend = iot_backends[account_id][region_name]
+        name = _name_from(props, "TemplateName", new_resource_name, 36)
+        if name != original_resource.name:
+            created = cls.create_from_cloudformation_json(name, cloudformation_json, account_id, region_name)
+            original_resource.delete(account_id, region_name)
+            return created
+        template = iot.describe_provisioning_template(backend, name)
+        body = _body_text(props.get("TemplateBody", ""))
+        if body != template.default_version.body:
+            non_default = [v for v in template.versions if not v.is_default]
+            if len(template.versions) >= iot.MAX_TEMPLATE_VERSIONS and non_default:
+                iot.delete_provisioning_template_version(backend, name, non_default[0].version_id)
+            iot.create_provisioning_template_version(backend, name, body, True)
+        iot.update_provisioning_template(
+            backend,
+            name,
+            description=props.get("Description", ""),
+            enabled=str(props.get("Enabled", False)).lower() == "true",
+            role_arn=props.get("ProvisioningRoleArn"),
+        )
+        return cls(account_id, region_name, template)
+
+    def delete(self, account_id: str, region_name: str) -> None:
+        iot.delete_provisioning_template(iot_backends[account_id][region_name], self.name)
+
+
+class CfnThingGroup(CloudFormationModel):
+    def __init__(self, account_id: str, region_name: str, group: Any) -> None:
+        self.account_id = account_id
+        self.region_name = region_name
+        self.name = group.thing_group_name
+        self.arn = group.arn
+        self.group_id = group.thing_group_id
+
+    @staticmethod
+    def cloudformation_name_type() -> str:
+        return "ThingGroupName"
+
+    @staticmethod
+    def cloudformation_type() -> str:
+        return "AWS::IoT::ThingGroup"
+
+    @classmethod
+    def has_cfn_attr(cls, attr: str) -> bool:
+        return attr in ("Arn", "Id")
+
+    @property
+    def physical_resource_id(self) -> str:
+        return self.name
+
+    def get_cfn_attribute(self, attribute_name: str) -> Any:
+        from moto.cloudformation.exceptions import UnformattedGetAttTemplateException
+
+        if attribute_name == "Arn":
+            return self.arn
+        if attribute_name == "Id":
+            return self.group_id
+        raise UnformattedGetAttTemplateException()
+
+    @staticmethod
+    def _group_properties(props: dict[str, Any]) -> dict[str, Any]:
+        raw = props.get("ThingGroupProperties") or {}
+        result: dict[str, Any] = {}
+        if "ThingGroupDescription" in raw:
+            result["thingGroupDescription"] = raw["ThingGroupDescription"]
+        attributes = (raw.get("AttributePayload") or {}).get("Attributes")
+        if attributes:
+            result["attributePayload"] = {"attributes": attributes}
+        return result
+
+    @classmethod
+    def create_from_cloudformation_json(  # type: ignore[misc]
+        cls, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str, **kwargs: Any
+    ) -> "CfnThingGroup":
+        props = cloudformation_json["Properties"]
+        backend = iot_backends[account_id][region_name]
+        name = _name_from(props, "ThingGroupName", resource_name, 128)
+        with iot.REGISTRY_LOCK:
+            backend.create_thing_group(name, props.get("ParentGroupName"), cls._group_properties(props))
+            group = backend.describe_thing_group(name)
+        return cls(account_id, region_name, group)
+
+    @classmethod
+    def update_from_cloudformation_json(  # type: ignore[misc]
+        cls,
+        original_resource: "CfnThingGroup",
+        new_resource_name: str,
+        cloudformation_json: Any,
+        account_id: str,
+        region_name: str,
+    ) -> "CfnThingGroup":
+        props = cloudformation_json["Properties"]
+        name = _name_from(props, "ThingGroupName", new_resource_name, 128)
+        if name != original_resource.name:
+            created = cls.create_from_cloudformation_json(name, cloudformation_json, account_id, region_name)
+            original_resource.delete(account_id, region_name)
+            return created
+        backend = iot_backends[account_id][region_name]
+        group = backend.describe_thing_group(name)
+        group.thing_group_properties = cls._group_properties(props)
+        group.version += 1
+        return cls(account_id, region_name, group)
+
+    def delete(self, account_id: str, region_name: str) -> None:
+        iot_backends[account_id][region_name].delete_thing_group(self.name)
+
+
+class CdkMetadata(CloudFormationModel):
+    """AWS::CDK::Metadata: CloudFormation records it and does nothing else."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    @staticmethod
+    def cloudformation_name_type() -> str:
+        return ""
+
+    @staticmethod
+    def cloudformation_type() -> str:
+        return "AWS::CDK::Metadata"
+
+    @property
+    def physical_resource_id(self) -> str:
+        return self.name
+
+    @classmethod
+    def create_from_cloudformation_json(  # type: ignore[misc]
+        cls, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str, **kwargs: Any
+    ) -> "CdkMetadata":
+        return cls(resource_name)
+
+    @classmethod
+    def update_from_cloudformation_json(  # type: ignore[misc]
+        cls, original_resource: "CdkMetadata", new_resource_name: str, cloudformation_json: Any,
+        account_id: str, region_name: str,
+    ) -> "CdkMetadata":
+        return original_resource
+
+    def delete(self, account_id: str, region_name: str) -> None:
+        return None
+
+
+def _json_policy_document(cloudformation_json: Any) -> Any:
+    props = cloudformation_json.get("Properties", {})
+    if isinstance(props.get("PolicyDocument"), dict):
+        cloudformation_json = dict(cloudformation_json)
+        cloudformation_json["Properties"] = dict(props, PolicyDocument=json.dumps(props["PolicyDocument"]))
+    return cloudformation_json
+
+
+def _patch_existing_models() -> None:
+    name_attributes = {
+        iot_models.FakePolicy: "name",
+        iot_models.FakeRoleAlias: "role_alias",
+        iot_models.FakeThingType: "thing_type_name",
+    }
+    for model, attribute in name_attributes.items():
+        setattr(model, "physical_resource_id", property(lambda self, a=attribute: getattr(self, a)))
+
+    policy_create = iot_models.FakePolicy.create_from_cloudformation_json.__func__  # type: ignore[attr-defined]
+    policy_update = iot_models.FakePolicy.update_from_cloudformation_json.__func__  # type: ignore[attr-defined]
+
+    def create_policy(cls: Any, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str, **kw: Any) -> Any:
+        return policy_create(cls, resource_name, _json_policy_document(cloudformation_json), account_id, region_name, **kw)
+
+    def update_policy(cls: Any, original_resource: Any, new_resource_name: str, cloudformation_json: Any, account_id: str, region_name: str) -> Any:
+        return policy_update(
+            cls, original_resource, new_resource_name, _json_policy_document(cloudformation_json), account_id, region_name
+        )
+
+    iot_models.FakePolicy.create_from_cloudformation_json = classmethod(create_policy)  # type: ignore[method-assign,assignment]
+    iot_models.FakePolicy.update_from_cloudformation_json = classmethod(update_policy)  # type: ignore[method-assign,assignment]
+
+    thing_type_create = iot_models.FakeThingType.create_from_cloudformation_json.__func__  # type: ignore[attr-defined]
+
+    def create_thing_type(cls: Any, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str, **kw: Any) -> Any:
+        props = dict(cloudformation_json.get("Properties", {}))
+        if "ThingTypeProperties" in props:
+            props["ThingTypeProperties"] = decapitalize_dict(props["ThingTypeProperties"])
+        return thing_type_create(cls, resource_name, dict(cloudformation_json, Properties=props), account_id, region_name, **kw)
+
+    iot_models.FakeThingType.create_from_cloudformation_json = classmethod(create_thing_type)  # type: ignore[method-assign,assignment]
+
+
+def install() -> None:
+    """Make moto's CloudFormation know the models above (call once, before serving)."""
+    from moto.cloudformation import parsing
+
+    _patch_existing_models()
+    parsing.get_model_list.cache_clear()
+    parsing.get_model_map.cache_clear()
+    parsing.get_name_type_map.cache_clear()

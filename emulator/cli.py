@@ -1,0 +1,69 @@
+"""`python -m emulator`: run the local stand-in until SIGINT or SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from .errors import EmulatorError
+
+DEFAULT_STATE_DIR = Path(".state") / "emulator"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m emulator",
+        description="Local stand-in for AWS (CloudFormation, IAM, STS, IoT) and the IoT credentials endpoint.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=4566, help="AWS API port (default 4566; 0 = any free port)")
+    parser.add_argument(
+        "--credentials-port", type=int, default=8443, help="mutual-TLS credentials port (default 8443; 0 = any free port)"
+    )
+    parser.add_argument(
+        "--state-dir", type=Path, default=DEFAULT_STATE_DIR, help=f"CA and endpoint.json (default {DEFAULT_STATE_DIR})"
+    )
+    parser.add_argument(
+        "--throttle", action="store_true", help="answer requests over AWS's default per-operation quotas with ThrottlingException"
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("moto").setLevel(logging.ERROR)
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+
+    from .server import StandIn
+
+    stand_in = StandIn(
+        args.state_dir, host=args.host, port=args.port, credentials_port=args.credentials_port, throttle=args.throttle
+    )
+    try:
+        addresses = stand_in.start()
+    except EmulatorError as exc:
+        print(f"emulator: {exc}", file=sys.stderr)
+        return 1
+    logging.getLogger("emulator").info(
+        "ready: AWS API %s, credentials endpoint %s, CA %s%s",
+        addresses.control_plane,
+        addresses.credentials_endpoint,
+        addresses.ca_file,
+        " (throttling on)" if args.throttle else "",
+    )
+    while not stop.wait(0.5):
+        pass
+    stand_in.stop()
+    logging.getLogger("emulator").info("stopped")
+    return 0
