@@ -11,6 +11,7 @@ import getpass
 import json
 import os
 import platform as platform_module
+import ssl
 import sys
 import time
 from dataclasses import dataclass
@@ -91,12 +92,14 @@ def pkcs12_password(*, confirm: bool = True) -> bytes:
 
 
 def _has_pem_certificate(data: bytes) -> bool:
-    from cryptography import x509  # local: only the verbs that read a CA need it
-
-    try:
-        return bool(x509.load_pem_x509_certificates(data))
-    except ValueError:
+    """True if OpenSSL (as the credentials client will use it) loads ``data`` as CA certificates."""
+    if b"-----BEGIN CERTIFICATE-----" not in data:
         return False
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cadata=data.decode("ascii"))
+    except (ssl.SSLError, ValueError, UnicodeDecodeError):
+        return False
+    return True
 
 
 def endpoint_ca_bundle(option: Path | None) -> bytes:

@@ -1,0 +1,192 @@
+"""The provisioner's command line as a user meets it: verbs, usage errors, one-line failures.
+
+Every case runs ``python -m provisioner`` in a subprocess. AWS_ENDPOINT_URL points at a
+closed port: an input that reached AWS would fail with the network exit status (4), so
+each expected usage error (2) also proves the input was refused before any AWS call.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from provisioner import keys
+
+REPO = Path(__file__).resolve().parents[1]
+PASSWORD = "correct horse battery"
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def offline_env(tmp_path_factory) -> dict[str, str]:
+    home = tmp_path_factory.mktemp("home")
+    (home / "aws-config").write_text("")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DEVICE_TRUST_"))}
+    env.update({
+        "HOME": str(home), "AWS_ENDPOINT_URL": f"http://127.0.0.1:{_closed_port()}",
+        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_CONFIG_FILE": str(home / "aws-config"), "AWS_SHARED_CREDENTIALS_FILE": str(home / "aws-config"),
+        "AWS_MAX_ATTEMPTS": "1", "DEVICE_TRUST_PKCS12_PASSWORD": PASSWORD, "PYTHONPATH": str(REPO),
+    })
+    return env
+
+
+def run_cli(args, env, *, stdin=subprocess.DEVNULL, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "provisioner", *args], capture_output=True, text=True, env=env,
+                          stdin=stdin, cwd=cwd or REPO, timeout=120)
+
+
+def assert_one_line_failure(result, exit_code: int, fragment: str) -> None:
+    assert result.returncode == exit_code, (result.returncode, result.stderr)
+    assert result.stdout == "", "a failure prints nothing on stdout"
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("device-trust: ")
+    assert fragment in lines[0], lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_help_lists_every_verb_of_the_design(offline_env):
+    result = run_cli(["--help"], offline_env)
+    assert result.returncode == 0
+    for verb in ("enroll", "csr", "register", "install", "revoke", "rotate", "status"):
+        assert f"    {verb}" in result.stdout
+
+
+@pytest.mark.parametrize("verb", ["enroll", "csr", "register", "install", "revoke", "rotate", "status"])
+def test_each_verb_has_help_with_the_common_options(offline_env, verb):
+    result = run_cli([verb, "--help"], offline_env)
+    assert result.returncode == 0, result.stderr
+    for option in ("--env", "--stack-name", "--region", "--profile-dir", "--json"):
+        assert option in result.stdout
+
+
+def _csr_file(tmp_path, cn="laptop-1", env="local", name="pending.csr") -> Path:
+    path = tmp_path / name
+    path.write_bytes(keys.build_csr(keys.generate_private_key(), cn, env))
+    return path
+
+
+def _foreign_cn_csr(tmp_path) -> Path:
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (x509.CertificateSigningRequestBuilder()
+           .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "www.example.com")]))
+           .sign(key, hashes.SHA256()))
+    path = tmp_path / "foreign.csr"
+    path.write_bytes(csr.public_bytes(serialization.Encoding.PEM))
+    return path
+
+
+# (arguments, exit status, fragment of the one-line message); {tmp} is a fresh directory.
+BAD_INPUTS = [
+    (["frobnicate"], 2, "invalid choice: 'frobnicate'"),
+    (["enroll", "--thing-name", "lap", "--bogus"], 2, "unrecognized arguments: --bogus"),
+    (["enroll"], 2, "the following arguments are required: --thing-name"),
+    (["enroll", "--thing-name", "bad name"], 2, "invalid thing name 'bad name'"),
+    (["enroll", "--thing-name", "x" * 129], 2, "invalid thing name"),
+    (["enroll", "--thing-name", "lap;rm"], 2, "invalid thing name 'lap;rm'"),
+    (["enroll", "--thing-name", "lap", "--key-type", "dsa-1024"], 2, "invalid choice: 'dsa-1024'"),
+    (["enroll", "--thing-name", "lap", "--pkcs12-encryption", "rc2"], 2, "invalid choice: 'rc2'"),
+    (["enroll", "--thing-name", "lap", "--owner", "two words"], 2, "invalid --owner 'two words'"),
+    (["enroll", "--thing-name", "lap", "--serial", "a" * 801], 2, "invalid --serial"),
+    (["enroll", "--thing-name", "lap", "--env", "no spaces"], 2, "invalid --env 'no spaces'"),
+    (["enroll", "--thing-name", "lap", "--stack-name", "1stack"], 2, "invalid --stack-name '1stack'"),
+    (["enroll", "--thing-name", "lap", "--region", "Mars"], 2, "invalid --region 'Mars'"),
+    (["enroll", "--thing-name", "lap", "--endpoint-ca", "{tmp}/missing.pem"], 2, "cannot read endpoint CA file"),
+    (["enroll", "--thing-name", "lap", "--endpoint-ca", "{tmp}/empty.pem"], 2, "holds no PEM certificate"),
+    (["enroll", "--thing-name", "lap", "--profile-dir", "{tmp}/afile/profile"], 5, "is not a directory"),
+    (["csr"], 2, "the following arguments are required: --thing-name"),
+    (["csr", "--thing-name", "über"], 2, "invalid thing name"),
+    (["register"], 2, "the following arguments are required: --csr"),
+    (["register", "--csr", "{tmp}/missing.csr"], 2, "cannot read CSR file"),
+    (["register", "--csr", "{tmp}/empty.pem"], 2, "not a PEM certificate signing request"),
+    (["register", "--csr", "{tmp}/pending.csr", "--thing-name", "other"], 2, "the CSR is for thing laptop-1, not other"),
+    (["register", "--csr", "{tmp}/pending.csr", "--env", "prod"], 2, "it was made for another environment"),
+    (["register", "--csr", "{tmp}/foreign.csr"], 2, "invalid thing name 'www.example.com'"),
+    (["register", "--csr", "{tmp}/pending.csr", "--output-dir", "{tmp}/nope"], 2, "output directory"),
+    (["install", "--certificate", "{tmp}/missing.crt", "--registration", "{tmp}/r.json"], 2,
+     "cannot read certificate file"),
+    (["install", "--certificate", "{tmp}/empty.pem", "--registration", "{tmp}/r.json"], 2,
+     "not a PEM X.509 certificate"),
+    (["rotate", "--profile-dir", "{tmp}/none"], 5, "no device profile at"),
+    (["revoke"], 2, "the following arguments are required: --thing-name"),
+    (["revoke", "--thing-name", "a/b"], 2, "invalid thing name 'a/b'"),
+    (["status", "--thing-name", "*"], 2, "invalid thing name '*'"),
+]
+
+
+@pytest.mark.parametrize("args,exit_code,fragment", BAD_INPUTS, ids=[" ".join(c[0])[:60] for c in BAD_INPUTS])
+def test_bad_input_gets_one_line_and_its_exit_status_before_any_aws_call(offline_env, tmp_path, args, exit_code,
+                                                                         fragment):
+    (tmp_path / "empty.pem").write_text("nothing here\n")
+    (tmp_path / "afile").write_text("a regular file")
+    _csr_file(tmp_path)
+    _foreign_cn_csr(tmp_path)
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    if "--profile-dir" not in args and args[0] in ("enroll", "csr", "install", "rotate"):
+        args += ["--profile-dir", str(tmp_path / "profile")]
+    assert_one_line_failure(run_cli(args, offline_env), exit_code, fragment)
+
+
+def test_enroll_without_password_and_without_terminal_is_a_clear_usage_error(offline_env, tmp_path):
+    env = {k: v for k, v in offline_env.items() if k != "DEVICE_TRUST_PKCS12_PASSWORD"}
+    result = run_cli(["enroll", "--thing-name", "lap", "--profile-dir", str(tmp_path / "p")], env)
+    assert_one_line_failure(result, 2, "no PKCS#12 password: set DEVICE_TRUST_PKCS12_PASSWORD")
+
+
+def test_short_pkcs12_password_is_refused_before_any_aws_call(offline_env, tmp_path):
+    env = {**offline_env, "DEVICE_TRUST_PKCS12_PASSWORD": "short"}
+    result = run_cli(["enroll", "--thing-name", "lap", "--profile-dir", str(tmp_path / "p")], env)
+    assert_one_line_failure(result, 2, "at least 8 characters")
+
+
+def test_unreachable_aws_is_a_network_error(offline_env, tmp_path):
+    result = run_cli(["status", "--thing-name", "lap"], offline_env)
+    assert_one_line_failure(result, 4, "cannot reach AWS")
+
+
+def test_missing_aws_credentials_are_an_aws_configuration_error(offline_env, tmp_path):
+    env = {k: v for k, v in offline_env.items() if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    env["AWS_EC2_METADATA_DISABLED"] = "true"
+    result = run_cli(["revoke", "--thing-name", "lap"], env)
+    assert_one_line_failure(result, 3, "no AWS credentials found")
+
+
+def test_csr_writes_a_private_pending_key_and_a_csr_without_aws(offline_env, tmp_path):
+    profile = tmp_path / "profile"
+    result = run_cli(["csr", "--thing-name", "laptop-9", "--env", "dev", "--profile-dir", str(profile), "--json"],
+                     offline_env)
+    assert result.returncode == 0, result.stderr
+    import json
+    import stat
+
+    out = json.loads(result.stdout)
+    assert out["csrPath"] == str(profile / "pending.csr")
+    summary = keys.inspect_csr((profile / "pending.csr").read_bytes())
+    assert (summary.common_name, summary.organization) == ("laptop-9", "DeviceTrust dev")
+    assert stat.S_IMODE((profile / "pending.key").stat().st_mode) == 0o600
+    assert stat.S_IMODE(profile.stat().st_mode) == 0o700
+    again = run_cli(["csr", "--thing-name", "laptop-9", "--env", "dev", "--profile-dir", str(profile)], offline_env)
+    assert_one_line_failure(again, 2, "a pending request already exists")
+
+
+def test_internal_errors_are_one_line_without_traceback(offline_env, tmp_path):
+    # A profile directory whose device.json is a directory: an OSError nobody anticipated.
+    profile = tmp_path / "p"
+    (profile / "device.json").mkdir(parents=True)
+    result = run_cli(["rotate", "--profile-dir", str(profile)], offline_env)
+    assert result.returncode in (1, 5)
+    assert len(result.stderr.splitlines()) == 1 and "Traceback" not in result.stderr
