@@ -14,6 +14,8 @@ const HOST_PORT = /^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(?:\.[A-Za-
 const ROLE_ALIAS = /^[\w=,@-]{1,128}$/;
 const THING_NAME = /^[a-zA-Z0-9:_-]{1,128}$/;
 const LOOPBACK_HOSTS = new Set(["localhost", "127.0.0.1", "[::1]"]);
+// A DNS name or IPv4 address (letters, digits, '-', '.'), or a bracketed IPv6 address: no wildcards.
+const ORIGIN_HOST = /^(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*$|^\[[0-9a-f:.]+\]$/;
 
 export class ConfigError extends Error {}
 
@@ -28,6 +30,7 @@ export function canonicalOrigin(value) {
     return null;
   }
   if (url.username || url.password || url.search || url.hash) return null;
+  if (!ORIGIN_HOST.test(url.hostname)) return null;
   if (url.pathname !== "/" && url.pathname !== "") return null;
   if (value.replace(/\/$/, "").toLowerCase() !== url.origin) return null; // already canonical, e.g. no :443
   if (url.protocol === "https:") return url.origin;

@@ -40,6 +40,8 @@ MACOS_CHROME_DOMAIN = "com.google.Chrome"
 
 _EXTENSION_ID = re.compile(r"[a-p]{32}")
 _LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "[::1]"}
+# A DNS name or IPv4 address, or an IPv6 address (bracketed below): no wildcards, no odd characters.
+_ORIGIN_HOST = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*|[0-9a-f:.]*:[0-9a-f:.]*")
 _HOST_PORT = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*(?::\d{1,5})?")
 # The names Chrome's certificate filter understands, per Chrome's AutoSelectCertificateForUrls docs.
 _FILTER_ATTRIBUTES = (("CN", NameOID.COMMON_NAME), ("O", NameOID.ORGANIZATION_NAME),
@@ -65,6 +67,9 @@ def canonical_origin(url: str) -> str:
         raise UsageError(f"invalid --allowed-origin {url!r}: an origin has no path, query, fragment or user "
                          "(use e.g. https://app.example.com)")
     host = parts.hostname
+    if not _ORIGIN_HOST.fullmatch(host):
+        raise UsageError(f"invalid --allowed-origin {url!r}: {host!r} is not a host name or IP address "
+                         "(no wildcards: list each origin)")
     if ":" in host:
         host = f"[{host}]"
     if parts.scheme == "http" and host not in _LOOPBACK_HOSTS:

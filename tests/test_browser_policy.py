@@ -214,6 +214,8 @@ def test_default_output_is_the_profile_browser_directory(device_profile):
     "ftp://app.example.com",
     "app.example.com",
     "https://app.example.com:99999",
+    "https://*.example.com",  # no wildcards: each origin is listed
+    "https://app_example.com",
 ])
 def test_browser_policy_rejects_an_allowed_origin_that_is_not_one_safe_origin(device_profile, tmp_path, origin):
     out = tmp_path / "out"
