@@ -1,0 +1,266 @@
+"""End to end on the stand-in: the credentials verbs through the doors users use.
+
+Every test runs ``python -m provisioner ...`` as a subprocess and talks to the stand-in
+over real HTTP and mutual TLS; AWS clients we did not write (boto3, the AWS CLI v1)
+read the results. No static AWS key is in the environment of those clients: the only
+way they get credentials is the device certificate.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import stat
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from bench.standin_device import enroll_device
+
+REPO = Path(__file__).resolve().parent.parent
+AWS_CLI = Path(sys.executable).with_name("aws")
+WHOAMI = (
+    "import boto3, json, sys; "
+    "print(json.dumps(boto3.session.Session(profile_name=sys.argv[1] if len(sys.argv) > 1 else None)"
+    ".client('sts').get_caller_identity()))"
+)
+
+
+def provisioner(*args: str, env: dict, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "provisioner", *args], env=env, cwd=REPO,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def requests_seen(emulator, role_alias: str) -> int:
+    return emulator.log_text().count(f"credentials GET /role-aliases/{role_alias}/credentials")
+
+
+def wait_for_log(emulator, role_alias: str, at_least: int) -> int:
+    deadline = time.monotonic() + 5
+    while (seen := requests_seen(emulator, role_alias)) < at_least and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return seen
+
+
+@pytest.fixture(scope="module")
+def base_env(emulator, tmp_path_factory) -> dict:
+    """The environment of a laptop user: no AWS keys, an empty AWS config of its own."""
+    home = tmp_path_factory.mktemp("home")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update({
+        "HOME": str(home),
+        "AWS_CONFIG_FILE": str(home / "aws-config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(home / "aws-credentials"),
+        "AWS_EC2_METADATA_DISABLED": "true",
+    })
+    return env
+
+
+@pytest.fixture(scope="module")
+def device(emulator, tmp_path_factory):
+    directory = enroll_device(emulator, tmp_path_factory.mktemp("device") / "profile", name="e2e")
+    return json.loads((directory / "device.json").read_text()) | {"dir": directory}
+
+
+@pytest.fixture(scope="module")
+def aws_profile(device, base_env, emulator) -> str:
+    """A ~/.aws/config profile written by `aws-config --write`, pointing at the stand-in."""
+    done = provisioner("aws-config", "--write", "--profile-name", "laptop", "--profile-dir", str(device["dir"]),
+                       "--endpoint-url", emulator.endpoint_url, env=base_env)
+    assert done.returncode == 0, done.stderr
+    return "laptop"
+
+
+def assert_assumed_device_role(identity: dict, device: dict) -> None:
+    assert identity["Account"] == "123456789012"
+    assert identity["Arn"] == (
+        f"arn:aws:sts::123456789012:assumed-role/e2e-device-role/{device['certificateId']}"
+    )
+
+
+# ---------------------------------------------------------------- credential_process
+def test_boto3_gets_credentials_through_the_credential_process_profile(aws_profile, device, base_env):
+    done = subprocess.run([sys.executable, "-c", WHOAMI, aws_profile], env=base_env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert_assumed_device_role(json.loads(done.stdout), device)
+
+
+def test_aws_cli_v1_get_caller_identity_works_through_the_profile(aws_profile, device, base_env):
+    done = subprocess.run([str(AWS_CLI), "sts", "get-caller-identity", "--profile", aws_profile,
+                           "--output", "json"], env=base_env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert_assumed_device_role(json.loads(done.stdout), device)
+
+
+def test_credentials_prints_credential_process_version_1_json_only(device, base_env):
+    done = provisioner("credentials", "--profile-dir", str(device["dir"]), env=base_env)
+    assert done.returncode == 0, done.stderr
+    document = json.loads(done.stdout)
+    assert set(document) == {"Version", "AccessKeyId", "SecretAccessKey", "SessionToken", "Expiration"}
+    assert document["Version"] == 1
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", document["Expiration"])
+    cache = device["dir"] / "credentials-cache.json"
+    assert stat.S_IMODE(cache.stat().st_mode) == 0o600
+    assert document["SecretAccessKey"] not in done.stderr
+
+
+def test_warm_call_is_served_from_the_cache_without_a_request(device, base_env, emulator):
+    first = provisioner("credentials", "--profile-dir", str(device["dir"]), env=base_env)
+    assert first.returncode == 0, first.stderr
+    before = wait_for_log(emulator, device["roleAlias"], 1)
+    second = provisioner("credentials", "--profile-dir", str(device["dir"]), env=base_env)
+    assert second.returncode == 0, second.stderr
+    time.sleep(0.3)
+    assert requests_seen(emulator, device["roleAlias"]) == before
+    assert json.loads(second.stdout) == json.loads(first.stdout)
+
+
+def test_cache_is_refreshed_once_inside_the_refresh_margin(device, base_env, emulator):
+    first = json.loads(provisioner("credentials", "--profile-dir", str(device["dir"]), env=base_env).stdout)
+    before = wait_for_log(emulator, device["roleAlias"], 1)
+    # 3600 s credentials with a 43200 s margin are always "about to expire"
+    env = base_env | {"DEVICE_TRUST_REFRESH_MARGIN": "43200"}
+    refreshed = provisioner("credentials", "--profile-dir", str(device["dir"]), env=env)
+    assert refreshed.returncode == 0, refreshed.stderr
+    assert wait_for_log(emulator, device["roleAlias"], before + 1) == before + 1
+    assert json.loads(refreshed.stdout)["AccessKeyId"] != first["AccessKeyId"]
+    # and the new credentials are what the cache now serves
+    again = provisioner("credentials", "--profile-dir", str(device["dir"]), "--refresh-margin", "60", env=base_env)
+    assert json.loads(again.stdout) == json.loads(refreshed.stdout)
+
+
+def test_eight_concurrent_callers_on_a_cold_cache_all_succeed_with_one_request(device, base_env, emulator):
+    (device["dir"] / "credentials-cache.json").unlink(missing_ok=True)
+    before = wait_for_log(emulator, device["roleAlias"], 0)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(
+            lambda _: provisioner("credentials", "--profile-dir", str(device["dir"]), env=base_env), range(8)))
+    assert [r.returncode for r in results] == [0] * 8, [r.stderr for r in results]
+    documents = [json.loads(r.stdout) for r in results]
+    assert all(d == documents[0] for d in documents)
+    time.sleep(0.3)
+    assert requests_seen(emulator, device["roleAlias"]) == before + 1
+
+
+def test_missing_profile_is_one_clear_line_and_exit_5(base_env, tmp_path):
+    done = provisioner("credentials", "--profile-dir", str(tmp_path / "nothing"), env=base_env)
+    assert done.returncode == 5
+    assert done.stdout == ""
+    assert done.stderr.count("\n") == 1 and "enroll this laptop first" in done.stderr
+
+
+# ---------------------------------------------------------------- verify
+def test_verify_prints_role_session_name_and_expiry(device, base_env, emulator):
+    env = base_env | {"AWS_ENDPOINT_URL": emulator.endpoint_url}
+    done = provisioner("verify", "--profile-dir", str(device["dir"]), "--json", env=env)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["roleArn"] == "arn:aws:iam::123456789012:role/e2e-device-role"
+    assert result["sessionName"] == device["certificateId"]
+    assert result["sessionIsCertificate"] is True
+    assert result["expiration"].endswith("Z")
+    text = provisioner("verify", "--profile-dir", str(device["dir"]), env=env)
+    assert text.returncode == 0, text.stderr
+    assert "role:         arn:aws:iam::123456789012:role/e2e-device-role" in text.stdout
+    assert f"session name: {device['certificateId']}  (= certificate id)" in text.stdout
+
+
+# ---------------------------------------------------------------- serve
+def test_sdk_program_gets_credentials_through_serve_and_serve_stops_on_sigterm(device, base_env, emulator):
+    server = subprocess.Popen([sys.executable, "-m", "provisioner", "serve", "--profile-dir", str(device["dir"])],
+                              env=base_env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        exports = dict(
+            re.fullmatch(r"export (\w+)=(\S+)\n", server.stdout.readline()).groups() for _ in range(2)
+        )
+        assert set(exports) == {"AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_AUTHORIZATION_TOKEN"}
+        assert exports["AWS_CONTAINER_CREDENTIALS_FULL_URI"].startswith("http://127.0.0.1:")
+        env = base_env | exports | {"AWS_ENDPOINT_URL": emulator.endpoint_url, "AWS_DEFAULT_REGION": "us-east-1"}
+        done = subprocess.run([sys.executable, "-c", WHOAMI], env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert_assumed_device_role(json.loads(done.stdout), device)
+        # a program holding the URI but not the token gets nothing
+        wrong = env | {"AWS_CONTAINER_AUTHORIZATION_TOKEN": "guess"}
+        refused = subprocess.run([sys.executable, "-c", WHOAMI], env=wrong, capture_output=True, text=True,
+                                 timeout=120)
+        assert refused.returncode != 0
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            code = server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            raise
+    assert code == 0
+    assert "Traceback" not in server.stderr.read()
+
+
+# ---------------------------------------------------------------- aws-config
+def test_aws_config_without_write_prints_the_profile_and_touches_nothing(device, base_env, tmp_path):
+    env = base_env | {"AWS_CONFIG_FILE": str(tmp_path / "config")}
+    done = provisioner("aws-config", "--profile-dir", str(device["dir"]), env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("[profile device-trust-local]\ncredential_process = ")
+    assert f"-m provisioner credentials --profile-dir {device['dir'].resolve()}" in done.stdout
+    assert Path(sys.executable).absolute().as_posix() in done.stdout
+    assert not (tmp_path / "config").exists()
+
+
+def test_aws_config_write_keeps_other_profiles(device, base_env, tmp_path):
+    config = tmp_path / "config"
+    config.write_text("[default]\nregion = eu-west-1\n\n[profile other]\noutput = text\n")
+    config.chmod(0o640)
+    env = base_env | {"AWS_CONFIG_FILE": str(config)}
+    done = provisioner("aws-config", "--write", "--profile-dir", str(device["dir"]), env=env)
+    assert done.returncode == 0, done.stderr
+    text = config.read_text()
+    assert text.startswith("[default]\nregion = eu-west-1\n\n[profile other]\noutput = text\n\n")
+    assert "[profile device-trust-local]\ncredential_process = " in text
+    assert stat.S_IMODE(config.stat().st_mode) == 0o640
+
+
+# ---------------------------------------------------------------- revoked certificate
+@pytest.fixture
+def revoked_device(emulator, tmp_path):
+    """A device whose credentials are cached, then whose certificate an operator revokes."""
+    directory = enroll_device(emulator, tmp_path / "profile", name=f"revoked-{tmp_path.name[-12:]}")
+    info = json.loads((directory / "device.json").read_text())
+    return info | {"dir": directory}
+
+
+def test_revoked_certificate_gives_a_clear_error_and_exit_6(revoked_device, base_env, emulator):
+    warm = provisioner("credentials", "--profile-dir", str(revoked_device["dir"]), env=base_env)
+    assert warm.returncode == 0, warm.stderr
+    emulator.client("iot").update_certificate(certificateId=revoked_device["certificateId"], newStatus="REVOKED")
+
+    # still fresh: the cache answers and the endpoint is not asked
+    cached = provisioner("credentials", "--profile-dir", str(revoked_device["dir"]), env=base_env)
+    assert cached.returncode == 0 and json.loads(cached.stdout) == json.loads(warm.stdout)
+
+    refused = provisioner("credentials", "--profile-dir", str(revoked_device["dir"]), "--refresh-margin", "43200",
+                          env=base_env)
+    assert refused.returncode == 6
+    assert refused.stdout == ""
+    assert refused.stderr.count("\n") == 1
+    assert refused.stderr.startswith(
+        f"device-trust: credentials endpoint {emulator.credentials_endpoint} refused the certificate (403 Forbidden: "
+    )
+    assert "revoked, inactive or unknown" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    # the cache of a refused certificate is gone: the next call does not hand out old keys
+    assert not (revoked_device["dir"] / "credentials-cache.json").exists()
+    again = provisioner("credentials", "--profile-dir", str(revoked_device["dir"]), env=base_env)
+    assert again.returncode == 6
+
+    env = base_env | {"AWS_ENDPOINT_URL": emulator.endpoint_url}
+    verify = provisioner("verify", "--profile-dir", str(revoked_device["dir"]), env=env)
+    assert verify.returncode == 6 and "refused the certificate" in verify.stderr
+
+    serve = provisioner("serve", "--profile-dir", str(revoked_device["dir"]), env=base_env, timeout=60)
+    assert serve.returncode == 6 and serve.stdout == ""
