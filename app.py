@@ -1,0 +1,16 @@
+#!/usr/bin/env python3
+"""The device-trust CDK app. Environments live in cdk.json; `-c env=NAME` picks one."""
+
+import sys
+
+import aws_cdk as cdk
+
+from stacks import build_app
+from stacks.errors import DeviceTrustSynthError
+
+app = cdk.App()
+try:
+    build_app(app)
+except DeviceTrustSynthError as error:
+    sys.exit(f"device-trust: {error}")
+app.synth()

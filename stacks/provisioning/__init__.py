@@ -1,0 +1,1 @@
+"""The fleet provisioning template (body file + checks) and its provisioning role."""
