@@ -110,7 +110,7 @@ def test_allowed_page_gets_credentials_without_a_dialog_and_other_origins_get_no
         browser = start_browser(laptop, tmp_path, "allowed")
         try:
             allowed = run_demo(browser, laptop.page_url("127.0.0.1"), timeout_ms=20000)
-            other = run_demo(browser, laptop.page_url("localhost"), timeout_ms=4000)
+            other = run_demo(browser, laptop.page_url("localhost"), timeout_ms=6000)
         finally:
             browser.close()
     assert allowed["ok"], allowed
