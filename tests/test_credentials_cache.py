@@ -1,6 +1,7 @@
 """The credential_process cache: freshness, identity binding, margin option (pure parts)."""
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -70,3 +71,30 @@ def test_refresh_margin_option_beats_environment_beats_default():
 def test_invalid_refresh_margin_is_a_usage_error(option, env):
     with pytest.raises(UsageError):
         cache.parse_refresh_margin(option, env)
+
+
+def test_warm_call_of_the_verb_loads_no_tls_boto3_or_cryptography(tmp_path):
+    """The warm path is read-two-files-and-print: it must not pay for heavy imports."""
+    import subprocess
+    import sys
+
+    from provisioner.profile import write_file_atomic
+
+    directory = tmp_path / "profile"
+    prof = profile(directory=directory)
+    write_file_atomic(prof.json_path, prof.to_json_bytes())
+    write_file_atomic(prof.cert_path, b"not parsed on the warm path\n")
+    write_file_atomic(prof.key_path, b"not parsed on the warm path\n", mode=0o600)
+    fresh = document(datetime.now(timezone.utc) + timedelta(hours=1))
+    cache.write_cache(prof, fresh)
+    code = (
+        "import argparse, json, sys; from pathlib import Path\n"
+        "from provisioner.commands import credentials\n"
+        f"credentials.run(argparse.Namespace(refresh_margin=None, no_cache=False, json=False,"
+        f" profile_dir=Path({str(directory)!r})))\n"
+        "heavy = ('boto3', 'botocore', 'cryptography', 'ssl', 'http', 'awscrt')\n"
+        "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules} & set(heavy))), file=sys.stderr)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(done.stdout) == fresh
+    assert json.loads(done.stderr) == []

@@ -264,3 +264,23 @@ def test_revoked_certificate_gives_a_clear_error_and_exit_6(revoked_device, base
 
     serve = provisioner("serve", "--profile-dir", str(revoked_device["dir"]), env=base_env, timeout=60)
     assert serve.returncode == 6 and serve.stdout == ""
+
+
+# ---------------------------------------------------------------- endpoint down
+def test_unreachable_endpoint_falls_back_to_still_valid_cached_credentials(base_env, tmp_path):
+    from tests.fixtures.emulator import start_emulator
+
+    with start_emulator(tmp_path / "private-standin") as private:
+        directory = enroll_device(private, tmp_path / "profile", name="offline")
+        warm = provisioner("credentials", "--profile-dir", str(directory), env=base_env)
+        assert warm.returncode == 0, warm.stderr
+    # the stand-in is gone; the cached credentials have about an hour left
+    stale = provisioner("credentials", "--profile-dir", str(directory), "--refresh-margin", "43200", env=base_env)
+    assert stale.returncode == 0, stale.stderr
+    assert json.loads(stale.stdout) == json.loads(warm.stdout)
+    assert stale.stderr.startswith("device-trust: warning: credentials endpoint ")
+    assert "unreachable; using cached credentials valid until" in stale.stderr
+    uncached = provisioner("credentials", "--profile-dir", str(directory), "--no-cache", env=base_env)
+    assert uncached.returncode == 4
+    assert "cannot connect to credentials endpoint" in uncached.stderr
+    assert uncached.stderr.count("\n") == 1
