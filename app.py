@@ -11,6 +11,11 @@ from stacks.errors import DeviceTrustSynthError
 app = cdk.App()
 try:
     build_app(app)
+    app.synth()
 except DeviceTrustSynthError as error:
     sys.exit(f"device-trust: {error}")
-app.synth()
+except RuntimeError as error:
+    if "ValidationFailed" not in str(error):
+        raise
+    sys.exit("device-trust: cdk-nag found unacknowledged findings (listed above): narrow the permission"
+             " or acknowledge it with a reason beside its construct")

@@ -13,7 +13,27 @@ from aws_cdk import Duration, Stack
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
+from stacks.nag import acknowledge, policy_variables_as_nag_spells_them
+
 CREDENTIALS_PROVIDER_PRINCIPAL = "credentials.iot.amazonaws.com"
+# Policy variable the credentials provider sets to the thing name of the calling device.
+THING_NAME_VARIABLE = "${credentials-iot:ThingName}"
+
+
+def per_device_resources(statement: Mapping[str, Any]) -> list[str]:
+    """Wildcard resources in ``statement`` that are pinned to one device by the thing-name variable.
+
+    Such a wildcard (``.../${credentials-iot:ThingName}/*``) reaches only the calling
+    laptop's own prefix; any other wildcard still needs a human's acknowledgement.
+    """
+    resources = statement.get("Resource", [])
+    if isinstance(resources, str):
+        resources = [resources]
+    return [
+        resource
+        for resource in resources
+        if "*" in resource and THING_NAME_VARIABLE in resource and resource.index(THING_NAME_VARIABLE) < resource.index("*")
+    ]
 
 
 class DeviceRole(Construct):
@@ -49,5 +69,11 @@ class DeviceRole(Construct):
         )
         for statement in policy_statements:
             self.role.add_to_policy(iam.PolicyStatement.from_json(dict(statement)))
+            for resource in per_device_resources(statement):
+                acknowledge(
+                    self.role,
+                    f"AwsSolutions-IAM5[Resource::{policy_variables_as_nag_spells_them(resource)}]",
+                    f"Scoped to the calling laptop by {THING_NAME_VARIABLE}: each device reaches only its own prefix.",
+                )
         for index, arn in enumerate(managed_policy_arns):
             self.role.add_managed_policy(iam.ManagedPolicy.from_managed_policy_arn(self, f"Managed{index}", arn))

@@ -9,6 +9,7 @@ construct path or a generated logical id.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from aws_cdk import Acknowledgment, Stack, Validations
@@ -38,3 +39,8 @@ def finding_text(resolved: Any) -> str:
     if isinstance(resolved, dict) and set(resolved) == {"Fn::GetAtt"}:
         return f"<{'.'.join(resolved['Fn::GetAtt'])}>"
     raise ValueError(f"cannot express {resolved!r} as a cdk-nag finding id")
+
+
+def policy_variables_as_nag_spells_them(resource: str) -> str:
+    """cdk-nag writes an IAM policy variable ``${name}`` as ``<name>`` in finding ids."""
+    return re.sub(r"\$\{([^}]+)\}", r"<\1>", resource)
