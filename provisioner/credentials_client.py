@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import random
 import socket
 import ssl
@@ -202,6 +203,34 @@ def retry_delay(attempt: int, *, rand: Callable[[float, float], float] = random.
     return rand(0.0, ceiling)
 
 
+def https_proxy_for(host: str, environ: Mapping[str, str]) -> tuple[str, int, dict[str, str]] | None:
+    """(proxy host, proxy port, CONNECT headers) from HTTPS_PROXY / NO_PROXY, as botocore reads them.
+
+    None when no proxy is set or NO_PROXY covers ``host``. Only ``http://`` proxies (the
+    TLS session to the endpoint is tunnelled through CONNECT, end to end, so the proxy
+    never sees the client certificate's key or the credentials).
+    """
+    import base64
+    from urllib.parse import unquote, urlsplit
+    from urllib.request import proxy_bypass_environment
+
+    lowered = {key.lower(): value for key, value in environ.items()}
+    url = (lowered.get("https_proxy") or "").strip()
+    if not url:
+        return None
+    no_proxy = {"no": lowered["no_proxy"]} if lowered.get("no_proxy") else {}
+    if no_proxy and proxy_bypass_environment(host, no_proxy):
+        return None
+    parsed = urlsplit(url if "://" in url else f"http://{url}")
+    if parsed.scheme != "http" or not parsed.hostname:
+        raise ValueError(f"unsupported HTTPS_PROXY {parsed.scheme}://{parsed.hostname or ''}: use an http:// proxy")
+    headers = {}
+    if parsed.username:
+        secret = f"{unquote(parsed.username)}:{unquote(parsed.password or '')}".encode()
+        headers["Proxy-Authorization"] = "Basic " + base64.b64encode(secret).decode()
+    return parsed.hostname, parsed.port or 8080, headers
+
+
 class _RetryableFailure(Exception):
     """One failed attempt that another attempt might fix; carries the final error."""
 
@@ -269,6 +298,10 @@ def fetch_credentials(
         path = credentials_url_path(role_alias)
     except ValueError as exc:
         raise AwsError(f"{exc}; check credentialsEndpoint and roleAlias in device.json") from exc
+    try:
+        proxy = https_proxy_for(host, os.environ)
+    except ValueError as exc:
+        raise NetworkError(f"{exc}; or add {host} to NO_PROXY") from exc
     context = build_tls_context(cert_path=cert_path, key_path=key_path, ca_path=ca_path)
     headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
     if thing_name:
@@ -282,6 +315,7 @@ def fetch_credentials(
                 path=path,
                 headers=headers,
                 context=context,
+                proxy=proxy,
                 endpoint=endpoint,
                 role_alias=role_alias,
                 thing_name=thing_name,
@@ -315,14 +349,21 @@ def _attempt(
     path: str,
     headers: dict[str, str],
     context: ssl.SSLContext,
+    proxy: tuple[str, int, dict[str, str]] | None,
     endpoint: str,
     role_alias: str,
     thing_name: str | None,
     connect_timeout: float,
     read_timeout: float,
 ) -> Credentials:
-    connection = http.client.HTTPSConnection(host, port, timeout=connect_timeout, context=context)
-    stage = "connect to"
+    if proxy is None:
+        connection = http.client.HTTPSConnection(host, port, timeout=connect_timeout, context=context)
+    else:
+        # CONNECT tunnel: TLS (SNI, certificates) still runs end to end with the endpoint.
+        proxy_host, proxy_port, proxy_headers = proxy
+        connection = http.client.HTTPSConnection(proxy_host, proxy_port, timeout=connect_timeout, context=context)
+        connection.set_tunnel(host, port, headers=proxy_headers)
+    stage = "connect to" if proxy is None else f"connect (via proxy {proxy[0]}:{proxy[1]}) to"
     try:
         connection.connect()  # TCP + TLS handshake, bounded by connect_timeout
         connection.sock.settimeout(read_timeout)
@@ -348,7 +389,7 @@ def _attempt(
             _network_error(stage, endpoint, f"TLS error: {exc.reason or exc}", exc)
         ) from exc
     except (socket.timeout, TimeoutError) as exc:
-        limit = connect_timeout if stage == "connect to" else read_timeout
+        limit = connect_timeout if stage.startswith("connect") else read_timeout
         raise _RetryableFailure(
             _network_error(stage, endpoint, f"timed out after {limit:g} s", exc)
         ) from exc
@@ -358,7 +399,7 @@ def _attempt(
         ) from exc
     except (OSError, http.client.HTTPException) as exc:
         raise _RetryableFailure(
-            _network_error(stage, endpoint, getattr(exc, "strerror", None) or repr(exc), exc)
+            _network_error(stage, endpoint, getattr(exc, "strerror", None) or str(exc) or type(exc).__name__, exc)
         ) from exc
     finally:
         connection.close()

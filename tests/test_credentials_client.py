@@ -397,3 +397,111 @@ def test_client_module_does_not_import_boto3_or_cryptography():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# ---------------------------------------------------------------- HTTPS_PROXY (CONNECT tunnel)
+class ConnectProxy:
+    """A minimal HTTP CONNECT proxy on 127.0.0.1 that records the targets it tunnels to."""
+
+    def __init__(self, *, require_auth: str | None = None) -> None:
+        self.targets: list[str] = []
+        self.auth_seen: list[str | None] = []
+        self.require_auth = require_auth
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._tunnel, args=(client,), daemon=True).start()
+
+    def _tunnel(self, client: socket.socket) -> None:
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = client.recv(4096)
+            if not chunk:
+                client.close()
+                return
+            head += chunk
+        lines = head.decode().split("\r\n")
+        method, target, _ = lines[0].split(" ")
+        auth = next((l.split(":", 1)[1].strip() for l in lines[1:] if l.lower().startswith("proxy-authorization:")), None)
+        self.targets.append(target)
+        self.auth_seen.append(auth)
+        if self.require_auth is not None and auth != self.require_auth:
+            client.sendall(b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n")
+            client.close()
+            return
+        host, port = target.rsplit(":", 1)
+        upstream = socket.create_connection((host, int(port)))
+        client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+
+        def pipe(src, dst):
+            try:
+                while data := src.recv(65536):
+                    dst.sendall(data)
+            except OSError:
+                pass
+            finally:
+                for s in (src, dst):
+                    try:
+                        s.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+
+        threading.Thread(target=pipe, args=(upstream, client), daemon=True).start()
+        pipe(client, upstream)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def proxy():
+    p = ConnectProxy()
+    yield p
+    p.close()
+
+
+def test_https_proxy_tunnels_the_mutual_tls_session_end_to_end(pki, server, proxy, monkeypatch):
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{proxy.port}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    creds = fetch(pki, f"localhost:{server.port}")
+    assert creds.access_key_id == "ASIAEXAMPLE"
+    assert proxy.targets == [f"localhost:{server.port}"]
+    assert server.sni == ["localhost"]  # SNI and certificate checks still against the endpoint
+    assert dict(x[0] for x in server.requests[0]["peer"]["subject"])["commonName"] == "device"
+
+
+def test_no_proxy_bypasses_the_proxy(pki, server, proxy, monkeypatch):
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{proxy.port}")
+    monkeypatch.setenv("NO_PROXY", "localhost,127.0.0.1")
+    fetch(pki, f"localhost:{server.port}")
+    assert proxy.targets == []
+
+
+def test_proxy_credentials_are_sent_on_connect_and_a_407_is_a_network_error(pki, server, monkeypatch):
+    guarded = ConnectProxy(require_auth="Basic dXNlcjpwQHNz")  # user:p@ss
+    try:
+        monkeypatch.setenv("HTTPS_PROXY", f"http://user:p%40ss@127.0.0.1:{guarded.port}")
+        assert fetch(pki, f"localhost:{server.port}").access_key_id == "ASIAEXAMPLE"
+        monkeypatch.setenv("HTTPS_PROXY", f"http://user:wrong@127.0.0.1:{guarded.port}")
+        with pytest.raises(NetworkError, match=r"via proxy 127.0.0.1:\d+.*407 Proxy Authentication Required"):
+            fetch(pki, f"localhost:{server.port}", max_attempts=1)
+    finally:
+        guarded.close()
+
+
+def test_https_proxy_for_reads_the_environment_like_botocore():
+    assert cc.https_proxy_for("h.example", {}) is None
+    assert cc.https_proxy_for("h.example", {"https_proxy": "proxy.corp:3128"}) == ("proxy.corp", 3128, {})
+    assert cc.https_proxy_for("h.example", {"HTTPS_PROXY": "http://p:3128", "NO_PROXY": ".example"}) is None
+    with pytest.raises(ValueError, match="use an http:// proxy"):
+        cc.https_proxy_for("h.example", {"HTTPS_PROXY": "socks5://p:1080"})
