@@ -9,6 +9,7 @@ as is; the end-to-end run against the stand-in is tests/test_browser_e2e.py.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import http.server
 import ipaddress
@@ -152,9 +153,10 @@ def web_port():
         yield port
 
 
-@pytest.fixture
-def browser_env(endpoint, web_port, tmp_path):
-    """A device profile for the test endpoint, its policy written by browser-policy, an NSS DB, a policy file."""
+@contextlib.contextmanager
+def browser_for(endpoint, web_port, tmp_path, edit_policy=None):
+    """A device profile for the test endpoint, its policy written by browser-policy (optionally edited),
+    an NSS DB with the device identity, the policy installed, and Chromium with the extension."""
     profile = tmp_path / "profile"
     profile.mkdir(mode=0o700)
     (profile / "device.crt").write_bytes(endpoint.device_cert_pem)
@@ -171,16 +173,25 @@ def browser_env(endpoint, web_port, tmp_path):
         cwd=REPO, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
         env={k: v for k, v in os.environ.items() if not k.startswith("AWS_")})
     assert result.returncode == 0, result.stderr
+    policy_file = tmp_path / "policies" / "device-trust-local.json"
+    if edit_policy is not None:
+        policy_file.write_text(json.dumps(edit_policy(json.loads(policy_file.read_text()))))
     home = tmp_path / "home"
     make_nss_db(home, pkcs12_path=profile / "device.p12", pkcs12_password=P12_PASSWORD, ca_path=endpoint.ca_path)
-    with installed_chromium_policy(tmp_path / "policies" / "device-trust-local.json"):
+    with installed_chromium_policy(policy_file):
         browser = Chromium(home=home, user_data_dir=tmp_path / "chromium", extension_dir=REPO / "extension",
                            log_path=tmp_path / "chromium.log")
         try:
             browser.wait_for_target(lambda t: t["type"] == "service_worker" and "/service_worker.js" in t["url"])
-            yield browser, web_port
+            yield browser
         finally:
             browser.close()
+
+
+@pytest.fixture
+def browser_env(endpoint, web_port, tmp_path):
+    with browser_for(endpoint, web_port, tmp_path) as browser:
+        yield browser, web_port
 
 
 def ask(browser: Chromium, url: str, *, times: int = 1, timeout_ms: int = 10000, script: str | None = None):
@@ -246,4 +257,18 @@ def test_page_cannot_borrow_an_allowed_origin_by_claiming_it_or_by_framing_it(br
     })()""" % (json.dumps(allowed), json.dumps(allowed), json.dumps(allowed + "/index.html"))
     heard = ask(browser, f"http://localhost:{port}/index.html", script=script)
     assert heard == []
+    assert endpoint.requests == []
+
+
+def test_certificate_is_presented_only_when_the_policy_filter_names_it(endpoint, web_port, tmp_path):
+    # The same laptop, but the policy names another certificate: Chromium presents none, the mutual-TLS
+    # handshake fails, and the page hears why. (It is the policy, not luck, that picks the certificate.)
+    def other_laptop(policy):
+        entry = json.loads(policy["AutoSelectCertificateForUrls"][0])
+        entry["filter"]["SUBJECT"]["CN"] = "some-other-laptop"
+        return {**policy, "AutoSelectCertificateForUrls": [json.dumps(entry)]}
+
+    with browser_for(endpoint, web_port, tmp_path, edit_policy=other_laptop) as browser:
+        [answer] = ask(browser, f"http://127.0.0.1:{web_port}/index.html")
+    assert answer["error"]["code"] == "network-error", answer
     assert endpoint.requests == []
