@@ -278,11 +278,60 @@ def _patch_existing_models() -> None:
     iot_models.FakeThingType.create_from_cloudformation_json = classmethod(create_thing_type)  # type: ignore[method-assign,assignment]
 
 
+def _patch_managed_policy() -> None:
+    """AWS::IAM::ManagedPolicy: moto creates it but neither updates nor deletes it."""
+    from moto.iam.models import ManagedPolicy, iam_backends
+
+    def backend(policy: Any) -> Any:
+        return iam_backends[policy.account_id]["aws"]
+
+    def delete(self: Any, account_id: str, region_name: str) -> None:
+        iam = backend(self)
+        for role in list(iam.roles.values()):
+            if self.arn in role.managed_policies:
+                iam.detach_role_policy(self.arn, role.name)
+        for user in list(iam.users.values()):
+            if self.arn in user.managed_policies:
+                iam.detach_user_policy(self.arn, user.name)
+        for group in list(iam.groups.values()):
+            if self.arn in group.managed_policies:
+                iam.detach_group_policy(self.arn, group.name)
+        iam.delete_policy(self.arn)
+
+    def update(
+        cls: Any, original_resource: Any, new_resource_name: str, cloudformation_json: Any, account_id: str, region_name: str
+    ) -> Any:
+        props = cloudformation_json.get("Properties", {})
+        name = props.get("ManagedPolicyName")
+        if name and name != original_resource.name:
+            created = cls.create_from_cloudformation_json(new_resource_name, cloudformation_json, account_id, region_name)
+            delete(original_resource, account_id, region_name)
+            return created
+        iam = backend(original_resource)
+        document = json.dumps(props.get("PolicyDocument"))
+        versions = list(original_resource.versions)
+        if len(versions) >= 5:
+            oldest = next(v for v in versions if not v.is_default)
+            iam.delete_policy_version(original_resource.arn, oldest.version_id)
+        iam.create_policy_version(original_resource.arn, document, set_as_default=True)
+        wanted = set(props.get("Roles", []))
+        current = {role.name for role in list(iam.roles.values()) if original_resource.arn in role.managed_policies}
+        for role_name in wanted - current:
+            iam.attach_role_policy(original_resource.arn, role_name)
+        for role_name in current - wanted:
+            iam.detach_role_policy(original_resource.arn, role_name)
+        return original_resource
+
+    ManagedPolicy.delete = delete  # type: ignore[attr-defined]
+    ManagedPolicy.update_from_cloudformation_json = classmethod(update)  # type: ignore[method-assign,assignment]
+
+
 def install() -> None:
     """Make moto's CloudFormation know the models above (call once, before serving)."""
     from moto.cloudformation import parsing
 
     _patch_existing_models()
+    _patch_managed_policy()
     parsing.get_model_list.cache_clear()
     parsing.get_model_map.cache_clear()
     parsing.get_name_type_map.cache_clear()
