@@ -107,7 +107,7 @@ def _finish_common_options(args: argparse.Namespace) -> None:
         raise UsageError(f"invalid --region {args.region!r}: expected a name like us-east-1")
     if args.profile_dir is None:
         args.profile_dir = default_profile_dir(args.env)
-    args.profile_dir = args.profile_dir.expanduser()
+    args.profile_dir = args.profile_dir.expanduser().absolute()
 
 
 def _one_line(text: str) -> str:

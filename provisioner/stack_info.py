@@ -27,7 +27,7 @@ from botocore.exceptions import (
 
 from provisioner.errors import AwsError, NetworkError
 
-MAX_ATTEMPTS = 5  # botocore counts the first call: 1 call + up to 4 retries
+MAX_ATTEMPTS = 5  # in all: the first call + up to 4 retries (botocore total_max_attempts)
 CONNECT_TIMEOUT = 5
 READ_TIMEOUT = 30
 
@@ -51,7 +51,7 @@ REQUIRED_OUTPUTS = (
 def client_config(max_attempts: int = MAX_ATTEMPTS) -> Config:
     """botocore config: standard retry mode (throttling + transient errors), bounded attempts and timeouts."""
     return Config(
-        retries={"mode": "standard", "max_attempts": max_attempts},
+        retries={"mode": "standard", "total_max_attempts": max_attempts},
         connect_timeout=CONNECT_TIMEOUT,
         read_timeout=READ_TIMEOUT,
     )

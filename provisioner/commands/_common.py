@@ -11,6 +11,7 @@ import getpass
 import json
 import os
 import platform as platform_module
+import socket
 import ssl
 import sys
 import time
@@ -19,7 +20,7 @@ from importlib import resources
 from pathlib import Path
 
 from provisioner import keys
-from provisioner.errors import CredentialsRefusedError, LocalFileError, UsageError
+from provisioner.errors import AwsError, CredentialsRefusedError, LocalFileError, NetworkError, UsageError
 from provisioner.profile import (
     DEVICE_CERT,
     DEVICE_JSON,
@@ -102,7 +103,19 @@ def _has_pem_certificate(data: bytes) -> bool:
     return True
 
 
+@dataclass(frozen=True)
+class EndpointCa:
+    """The CA bundle for the credentials endpoint and where it came from (for messages)."""
+
+    pem: bytes
+    source: str
+
+
 def endpoint_ca_bundle(option: Path | None) -> bytes:
+    return endpoint_ca(option).pem
+
+
+def endpoint_ca(option: Path | None) -> EndpointCa:
     """The CA bundle for the credentials endpoint, by the documented rule:
     --endpoint-ca, else $DEVICE_TRUST_ENDPOINT_CA, else the bundled Amazon root CAs."""
     if option is None and os.environ.get(ENDPOINT_CA_ENV):
@@ -123,7 +136,34 @@ def endpoint_ca_bundle(option: Path | None) -> bytes:
         source = str(option)
     if not _has_pem_certificate(data):
         raise UsageError(f"{source} holds no PEM certificate: pass a CA bundle with --endpoint-ca")
-    return data
+    return EndpointCa(data, source)
+
+
+def check_endpoint_trust(endpoint: str, ca: EndpointCa, *, timeout: float = 5.0) -> None:
+    """Before any certificate exists: does the credentials endpoint's server certificate verify
+    against the CA bundle? A TLS handshake without a client certificate answers that (the
+    server's refusal of the missing client certificate comes after our verification of it)."""
+    from provisioner.credentials_client import split_endpoint
+
+    try:
+        host, port = split_endpoint(endpoint)
+    except ValueError as exc:
+        raise AwsError(f"DescribeEndpoint returned an unusable credentials endpoint: {exc}") from exc
+    context = ssl.create_default_context(cadata=ca.pem.decode("ascii"))
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as raw:
+            with context.wrap_socket(raw, server_hostname=host) as tls:
+                tls.do_handshake()
+    except ssl.SSLCertVerificationError as exc:
+        raise UsageError(
+            f"the credentials endpoint {endpoint} does not verify against {ca.source} ({exc.verify_message}): "
+            f"pass --endpoint-ca (or set {ENDPOINT_CA_ENV}) to the CA that signs it; for the local stand-in "
+            "that is the caFile in <state-dir>/endpoint.json"
+        ) from exc
+    except (ssl.SSLError, ConnectionResetError, BrokenPipeError):
+        pass  # the server's certificate verified; it then wanted a client certificate, as it should
+    except OSError as exc:
+        raise NetworkError(f"cannot reach the credentials endpoint {endpoint}: {exc.strerror or exc}") from exc
 
 
 def read_input_file(path: Path, what: str) -> bytes:

@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     if existing is not None and existing.thing_name != thing_name and not args.force:
         raise UsageError(f"this profile is enrolled as thing {existing.thing_name}, not {thing_name}: "
                          "pass --force to re-enroll under the new name, or another --profile-dir")
-    ca_pem = _common.endpoint_ca_bundle(args.endpoint_ca)
+    ca = _common.endpoint_ca(args.endpoint_ca)
     # Asked before any AWS call, unless the laptop may turn out to be enrolled already.
     password = _common.pkcs12_password() if existing is None or args.force else None
 
@@ -90,6 +90,8 @@ def run(args: argparse.Namespace) -> int:
     # 3. AWS: the stack's outputs, the credentials endpoint, then the certificate.
     stack = read_stack(cloudformation, args.stack_name)
     endpoint = credentials_endpoint(iot)
+    if not args.no_verify:
+        _common.check_endpoint_trust(endpoint, ca)
     key = keys.generate_private_key(args.key_type)
     csr_pem = keys.build_csr(key, thing_name, args.env)
     registration = enrollment.register_certificate(
@@ -113,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
         p12 = keys.build_pkcs12(key, certificate.certificate_pem, friendly_name=thing_name, password=password,
                                 encryption=args.pkcs12_encryption)
         staged = _common.stage_profile(profile, cert_pem=certificate.certificate_pem, p12=p12,
-                                       key_pem=keys.private_key_pem(key), ca_pem=ca_pem)
+                                       key_pem=keys.private_key_pem(key), ca_pem=ca.pem)
         try:
             if not args.no_verify:
                 credentials = _common.verify_identity(staged=staged)

@@ -60,13 +60,15 @@ def run(args: argparse.Namespace) -> int:
     if keys.certificate_id(cert_pem) != profile.certificate_id:
         raise UsageError("the certificate and the registration file do not belong together")
     key_path, key = _find_key(args.profile_dir, cert_pem)
-    ca_pem = _common.endpoint_ca_bundle(args.endpoint_ca)
+    ca = _common.endpoint_ca(args.endpoint_ca)
     password = _common.pkcs12_password()
+    if not args.no_verify:
+        _common.check_endpoint_trust(profile.credentials_endpoint, ca)
 
     p12 = keys.build_pkcs12(key, cert_pem, friendly_name=profile.thing_name, password=password,
                             encryption=args.pkcs12_encryption)
     staged = _common.stage_profile(profile, cert_pem=cert_pem, p12=p12, key_pem=keys.private_key_pem(key),
-                                   ca_pem=ca_pem)
+                                   ca_pem=ca.pem)
     credentials = None
     try:
         if not args.no_verify:
