@@ -1,9 +1,11 @@
 """End to end on the stand-in: the credentials verbs through the doors users use.
 
-Every test runs ``python -m provisioner ...`` as a subprocess and talks to the stand-in
-over real HTTP and mutual TLS; AWS clients we did not write (boto3, the AWS CLI v1)
-read the results. No static AWS key is in the environment of those clients: the only
-way they get credentials is the device certificate.
+The DeviceTrust-local stack is deployed into the stand-in (``deployed_stack``) and the
+laptops are enrolled with ``python -m provisioner enroll``. Every test then runs
+``python -m provisioner ...`` as a subprocess and talks to the stand-in over real HTTP
+and mutual TLS; AWS clients we did not write (boto3, the AWS CLI v1) read the results.
+No static AWS key is in the environment of those clients: the only way they get
+credentials is the device certificate.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.standin_device import enroll_device
+from tests.fixtures.deployment import deploy_template
 
 REPO = Path(__file__).resolve().parent.parent
 AWS_CLI = Path(sys.executable).with_name("aws")
@@ -34,6 +36,19 @@ WHOAMI = (
 def provisioner(*args: str, env: dict, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "provisioner", *args], env=env, cwd=REPO,
                           capture_output=True, text=True, timeout=timeout)
+
+
+PKCS12_PASSWORD = "correct horse battery staple"
+
+
+def enroll(emulator, base_env: dict, thing_name: str, directory: Path) -> dict:
+    """`python -m provisioner enroll` as an operator-equipped laptop runs it; device.json + dir."""
+    env = base_env | {k: v for k, v in emulator.env.items() if k not in ("AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE")}
+    env["DEVICE_TRUST_PKCS12_PASSWORD"] = PKCS12_PASSWORD
+    done = provisioner("enroll", "--thing-name", thing_name, "--profile-dir", str(directory),
+                       "--endpoint-ca", str(emulator.ca_file), env=env)
+    assert done.returncode == 0, done.stderr
+    return json.loads((directory / "device.json").read_text()) | {"dir": directory}
 
 
 def requests_seen(emulator, role_alias: str) -> int:
@@ -62,9 +77,11 @@ def base_env(emulator, tmp_path_factory) -> dict:
 
 
 @pytest.fixture(scope="module")
-def device(emulator, tmp_path_factory):
-    directory = enroll_device(emulator, tmp_path_factory.mktemp("device") / "profile", name="e2e")
-    return json.loads((directory / "device.json").read_text()) | {"dir": directory}
+def device(deployed_stack, base_env, tmp_path_factory):
+    directory = tmp_path_factory.mktemp("device") / "profile"
+    return enroll(deployed_stack.emulator, base_env, "credentials-e2e-laptop", directory) | {
+        "roleArn": deployed_stack.outputs["DeviceRoleArn"],
+    }
 
 
 @pytest.fixture(scope="module")
@@ -77,10 +94,9 @@ def aws_profile(device, base_env, emulator) -> str:
 
 
 def assert_assumed_device_role(identity: dict, device: dict) -> None:
+    role_name = device["roleArn"].rsplit("/", 1)[1]
     assert identity["Account"] == "123456789012"
-    assert identity["Arn"] == (
-        f"arn:aws:sts::123456789012:assumed-role/e2e-device-role/{device['certificateId']}"
-    )
+    assert identity["Arn"] == f"arn:aws:sts::123456789012:assumed-role/{role_name}/{device['certificateId']}"
 
 
 # ---------------------------------------------------------------- credential_process
@@ -161,13 +177,13 @@ def test_verify_prints_role_session_name_and_expiry(device, base_env, emulator):
     done = provisioner("verify", "--profile-dir", str(device["dir"]), "--json", env=env)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
-    assert result["roleArn"] == "arn:aws:iam::123456789012:role/e2e-device-role"
+    assert result["roleArn"] == device["roleArn"]
     assert result["sessionName"] == device["certificateId"]
     assert result["sessionIsCertificate"] is True
     assert result["expiration"].endswith("Z")
     text = provisioner("verify", "--profile-dir", str(device["dir"]), env=env)
     assert text.returncode == 0, text.stderr
-    assert "role:         arn:aws:iam::123456789012:role/e2e-device-role" in text.stdout
+    assert f"role:         {device['roleArn']}" in text.stdout
     assert f"session name: {device['certificateId']}  (= certificate id)" in text.stdout
 
 
@@ -227,17 +243,20 @@ def test_aws_config_write_keeps_other_profiles(device, base_env, tmp_path):
 
 # ---------------------------------------------------------------- revoked certificate
 @pytest.fixture
-def revoked_device(emulator, tmp_path):
-    """A device whose credentials are cached, then whose certificate an operator revokes."""
-    directory = enroll_device(emulator, tmp_path / "profile", name=f"revoked-{tmp_path.name[-12:]}")
-    info = json.loads((directory / "device.json").read_text())
-    return info | {"dir": directory}
+def revoked_device(deployed_stack, base_env, tmp_path):
+    """A second laptop, enrolled for this test: its certificate gets revoked."""
+    return enroll(deployed_stack.emulator, base_env, "credentials-revoked-laptop", tmp_path / "profile")
 
 
 def test_revoked_certificate_gives_a_clear_error_and_exit_6(revoked_device, base_env, emulator):
     warm = provisioner("credentials", "--profile-dir", str(revoked_device["dir"]), env=base_env)
     assert warm.returncode == 0, warm.stderr
-    emulator.client("iot").update_certificate(certificateId=revoked_device["certificateId"], newStatus="REVOKED")
+    operator_env = base_env | {k: v for k, v in emulator.env.items()
+                               if k not in ("AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE")}
+    revoked = provisioner("revoke", "--thing-name", "credentials-revoked-laptop", env=operator_env)
+    assert revoked.returncode == 0, revoked.stderr
+    status = emulator.client("iot").describe_certificate(certificateId=revoked_device["certificateId"])
+    assert status["certificateDescription"]["status"] == "REVOKED"
 
     # still fresh: the cache answers and the endpoint is not asked
     cached = provisioner("credentials", "--profile-dir", str(revoked_device["dir"]), env=base_env)
@@ -267,11 +286,12 @@ def test_revoked_certificate_gives_a_clear_error_and_exit_6(revoked_device, base
 
 
 # ---------------------------------------------------------------- endpoint down
-def test_unreachable_endpoint_falls_back_to_still_valid_cached_credentials(base_env, tmp_path):
+def test_unreachable_endpoint_falls_back_to_still_valid_cached_credentials(base_env, local_template, tmp_path):
     from tests.fixtures.emulator import start_emulator
 
-    with start_emulator(tmp_path / "private-standin") as private:
-        directory = enroll_device(private, tmp_path / "profile", name="offline")
+    with start_emulator(tmp_path / "private-standin") as private:  # a stand-in of its own, to stop
+        deploy_template(private, local_template.template)
+        directory = enroll(private, base_env, "credentials-offline-laptop", tmp_path / "profile")["dir"]
         warm = provisioner("credentials", "--profile-dir", str(directory), env=base_env)
         assert warm.returncode == 0, warm.stderr
     # the stand-in is gone; the cached credentials have about an hour left
