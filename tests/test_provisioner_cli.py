@@ -190,3 +190,32 @@ def test_internal_errors_are_one_line_without_traceback(offline_env, tmp_path):
     result = run_cli(["rotate", "--profile-dir", str(profile)], offline_env)
     assert result.returncode in (1, 5)
     assert len(result.stderr.splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+def test_ctrl_c_is_one_line_and_exit_130(offline_env, tmp_path):
+    import signal
+    import time
+
+    # An "AWS endpoint" that accepts the connection and never answers: the verb waits until interrupted.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        env = {**offline_env, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{silent.getsockname()[1]}"}
+        process = subprocess.Popen([sys.executable, "-m", "provisioner", "status", "--thing-name", "lap"], env=env,
+                                   cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+        silent.settimeout(30)
+        connection, _ = silent.accept()  # the request is in flight
+        time.sleep(0.2)
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=30)
+        connection.close()
+    assert process.returncode == 130
+    assert stdout == "" and stderr == "device-trust: interrupted\n"
+
+
+def test_debug_switch_shows_the_traceback_for_developers(offline_env, tmp_path):
+    env = {**offline_env, "DEVICE_TRUST_DEBUG": "1"}
+    result = run_cli(["rotate", "--profile-dir", str(tmp_path / "none")], env)
+    assert result.returncode == 5
+    assert "Traceback" in result.stderr and result.stderr.splitlines()[-1].startswith("device-trust: no device profile")
