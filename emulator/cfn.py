@@ -326,12 +326,75 @@ def _patch_managed_policy() -> None:
     ManagedPolicy.update_from_cloudformation_json = classmethod(update)  # type: ignore[method-assign,assignment]
 
 
+def _patch_change_set_execution() -> None:
+    """ExecuteChangeSet as the CDK CLI relies on it: outputs and description refreshed,
+    one event per resource, and a failed change set rolls the stack back instead of
+    answering HTTP 500."""
+    from moto.cloudformation.exceptions import ValidationError
+    from moto.cloudformation.models import CloudFormationBackend, Event
+
+    def resource_event(stack: Any, resource: Any, status: str, reason: str | None = None) -> None:
+        stack.events.append(
+            Event(
+                stack_id=stack.stack_id,
+                stack_name=stack.name,
+                logical_resource_id=getattr(resource, "logical_resource_id", "?"),
+                physical_resource_id=getattr(resource, "physical_resource_id", None) or "",
+                resource_type=getattr(resource, "cf_resource_type", "") or "",
+                resource_status=status,
+                resource_status_reason=reason,
+                resource_properties=None,
+            )
+        )
+
+    def execute_change_set(self: Any, change_set_name: str, stack_name: str | None = None) -> None:
+        change_set = self.change_sets.get(change_set_name)
+        if change_set is None:
+            change_set = next(
+                (cs for cs in self.change_sets.values()
+                 if cs.change_set_name == change_set_name and (stack_name is None or stack_name in (cs.stack_name, cs.stack_id))),
+                None,
+            )
+        if change_set is None:
+            raise ValidationError(stack_name, message=f"ChangeSet [{change_set_name}] does not exist")
+        stack = self.stacks[change_set.stack_id]
+        kind = change_set.change_set_type  # CREATE or UPDATE (IMPORT is not supported)
+        stack._add_stack_event(f"{kind}_IN_PROGRESS", resource_status_reason="User Initiated")
+        try:
+            change_set.apply()
+        except Exception as exc:  # noqa: BLE001 - any resource failure becomes a rollback, as on AWS
+            reason = str(getattr(exc, "message", None) or exc) or exc.__class__.__name__
+            failed = "ROLLBACK_COMPLETE" if kind == "CREATE" else "UPDATE_ROLLBACK_COMPLETE"
+            stack._add_stack_event(f"{kind}_FAILED", resource_status_reason=reason)
+            stack._add_stack_event(failed)
+            stack.status = failed
+            stack.stack_status_reason = reason
+            change_set.execution_status = "EXECUTE_FAILED"
+            change_set.status_reason = reason
+            return
+        for resource in list(stack.resource_map.values()):
+            if resource is not None and not isinstance(resource, str):
+                resource_event(stack, resource, f"{kind}_COMPLETE")
+        stack.template = change_set.template
+        stack._parse_template()
+        stack.description = stack.template_dict.get("Description")
+        stack.output_map = stack._create_output_map()
+        if change_set.parameters:
+            stack.parameters = change_set.parameters
+        stack._add_stack_event(f"{kind}_COMPLETE")
+        stack.status = f"{kind}_COMPLETE"
+        change_set.execution_status = "EXECUTE_COMPLETE"
+
+    CloudFormationBackend.execute_change_set = execute_change_set  # type: ignore[method-assign]
+
+
 def install() -> None:
     """Make moto's CloudFormation know the models above (call once, before serving)."""
     from moto.cloudformation import parsing
 
     _patch_existing_models()
     _patch_managed_policy()
+    _patch_change_set_execution()
     parsing.get_model_list.cache_clear()
     parsing.get_model_map.cache_clear()
     parsing.get_name_type_map.cache_clear()
