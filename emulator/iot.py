@@ -371,6 +371,26 @@ def _install_backend(ca: StandInCa, credentials_address: str) -> None:
             endpoints[endpoint_type] = iot_models.FakeEndpoint(endpoint_type, self.region_name)
         return endpoints[endpoint_type]
 
+    def delete_certificate(self: IoTBackend, certificate_id: str, force_delete: bool) -> None:
+        """AWS's rules; forceDelete detaches the certificate's policies (moto left them dangling)."""
+        with REGISTRY_LOCK:
+            cert = self.describe_certificate(certificate_id)
+            if cert.status == "ACTIVE":
+                raise CertificateStateException(
+                    "Certificate must be deactivated (not ACTIVE) before deletion.", certificate_id
+                )
+            if any(principal == cert.arn for principal, _ in list(self.principal_things)):
+                raise DeleteConflictException(f"Things must be detached before deletion (arn: {cert.arn})")
+            attached = [key for key in list(self.principal_policies) if key[0] == cert.arn]
+            if attached and not force_delete:
+                raise DeleteConflictException(
+                    f"Certificate policies must be detached before deletion (arn: {cert.arn})"
+                )
+            for key in attached:
+                del self.principal_policies[key]
+            del self.certificates[certificate_id]
+
+    IoTBackend.delete_certificate = delete_certificate  # type: ignore[method-assign]
     IoTBackend.create_certificate_from_csr = create_certificate_from_csr  # type: ignore[method-assign]
     IoTBackend.update_certificate = update_certificate  # type: ignore[method-assign]
     IoTBackend.describe_endpoint = describe_endpoint  # type: ignore[method-assign]

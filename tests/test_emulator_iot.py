@@ -359,3 +359,28 @@ def test_register_thing_that_cannot_complete_creates_nothing(iot, registry, brea
     assert snapshot(iot) == before
     certificate_arn = f"arn:aws:iot:us-east-1:123456789012:cert/{certificate_id}"
     assert iot.list_attached_policies(target=certificate_arn)["policies"] == []
+
+
+# ---------------------------------------------------------------- DeleteCertificate
+
+
+def test_active_certificate_cannot_be_deleted(iot):
+    certificate_id = new_certificate(iot)
+    with pytest.raises(ClientError) as excinfo:
+        iot.delete_certificate(certificateId=certificate_id)
+    assert error_of(excinfo) == ("CertificateStateException", 406)
+
+
+def test_force_delete_detaches_policies_and_leaves_other_deletions_working(iot, registry):
+    first, second = new_certificate(iot, active=False), new_certificate(iot, active=False)
+    for certificate_id in (first, second):
+        iot.attach_policy(policyName=registry["policy"], target=f"arn:aws:iot:us-east-1:123456789012:cert/{certificate_id}")
+    with pytest.raises(ClientError) as excinfo:
+        iot.delete_certificate(certificateId=first)
+    assert error_of(excinfo) == ("DeleteConflictException", 409)
+
+    iot.delete_certificate(certificateId=first, forceDelete=True)
+    iot.delete_certificate(certificateId=second, forceDelete=True)
+
+    targets = iot.list_targets_for_policy(policyName=registry["policy"])["targets"]
+    assert not [t for t in targets if first in t or second in t]
