@@ -1,0 +1,238 @@
+"""The stand-in's pure cores: template language, IoT policy evaluation, the
+credentials provider's decision order, token buckets, the CA."""
+
+from __future__ import annotations
+
+import datetime
+import json
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from emulator.ca import build_ca, issue_server_certificate, load_or_create_ca, sign_device_csr
+from emulator.credentials import (
+    CertificateInfo,
+    CredentialsRequest,
+    IssuedCredentials,
+    RoleAliasInfo,
+    RoleInfo,
+    ThingInfo,
+    decide,
+    trusts_credentials_provider,
+)
+from emulator.errors import CsrError, TemplateError
+from emulator.iot_policy import is_allowed
+from emulator.provisioning import render_template
+from emulator.throttle import TokenBuckets
+from tests.fixtures.emulator import make_key_and_csr
+
+NOW = datetime.datetime(2026, 1, 18, 8, 18, 6, tzinfo=datetime.timezone.utc)
+ALIAS_ARN = "arn:aws:iot:us-east-1:123456789012:rolealias/laptops"
+
+
+# ---------------------------------------------------------------- provisioning templates
+
+
+def test_template_resolves_ref_join_sub_and_defaults():
+    body = {
+        "Parameters": {
+            "ThingName": {"Type": "String"},
+            "AWS::IoT::Certificate::Id": {"Type": "String"},
+            "Owner": {"Type": "String", "Default": "unassigned"},
+        },
+        "Resources": {
+            "thing": {
+                "Type": "AWS::IoT::Thing",
+                "Properties": {
+                    "ThingName": {"Ref": "ThingName"},
+                    "AttributePayload": {
+                        "owner": {"Ref": "Owner"},
+                        "label": {"Fn::Join": [":", ["laptop", {"Ref": "ThingName"}]]},
+                        "sub": {"Fn::Sub": "${Owner}@${ThingName}"},
+                    },
+                },
+            },
+            "certificate": {"Type": "AWS::IoT::Certificate", "Properties": {"CertificateId": {"Ref": "AWS::IoT::Certificate::Id"}, "Status": "Active"}},
+        },
+    }
+    plan = render_template(json.dumps(body), {"ThingName": "mac-1", "AWS::IoT::Certificate::Id": "abc"})
+    assert plan.thing.attributes == {"owner": "unassigned", "label": "laptop:mac-1", "sub": "unassigned@mac-1"}
+    assert (plan.certificate.certificate_id, plan.certificate.status) == ("abc", "ACTIVE")
+
+
+@pytest.mark.parametrize(
+    "body, parameters, message",
+    [
+        ({"Parameters": {"ThingName": {"Type": "String"}}, "Resources": {"t": {"Type": "AWS::IoT::Thing", "Properties": {"ThingName": {"Ref": "ThingName"}}}}}, {}, "ThingName is missing"),
+        ({"Resources": {"t": {"Type": "AWS::IoT::Thing", "Properties": {"ThingName": {"Ref": "Nope"}}}}}, {}, "undeclared parameter"),
+        ({"Resources": {"t": {"Type": "AWS::IoT::Thing", "Properties": {"ThingName": {"Fn::If": []}}}}}, {}, "Unsupported intrinsic"),
+        ({"Resources": {"t": {"Type": "AWS::IoT::Thing", "Properties": {"ThingName": "bad name!"}}}}, {}, "not valid"),
+        ({"Resources": {"t": {"Type": "AWS::IoT::Thing", "Properties": {"ThingName": "a"}, "OverrideSettings": {"ThingGroups": "SOMETIMES"}}}}, {}, "OverrideSettings"),
+        ({"Resources": {"p": {"Type": "AWS::IoT::Policy", "Properties": {"PolicyName": "x"}}}}, {}, "needs a certificate"),
+        ({"Resources": {"c": {"Type": "AWS::IoT::Certificate", "Properties": {"CertificateId": "x", "Status": "REVOKED"}}}}, {}, "Status"),
+        ({"Resources": {}}, {}, "no Resources"),
+    ],
+)
+def test_template_errors_say_what_is_wrong(body, parameters, message):
+    with pytest.raises(TemplateError, match=message):
+        render_template(body, parameters)
+
+
+# ---------------------------------------------------------------- IoT policy evaluation
+
+
+def statement(effect: str, action, resource) -> dict:
+    return {"Effect": effect, "Action": action, "Resource": resource}
+
+
+def document(*statements: dict) -> str:
+    return json.dumps({"Version": "2012-10-17", "Statement": list(statements)})
+
+
+def test_policy_needs_an_allow():
+    assert not is_allowed([], "iot:AssumeRoleWithCertificate", ALIAS_ARN)
+    assert is_allowed([document(statement("Allow", "iot:AssumeRoleWithCertificate", ALIAS_ARN))], "iot:AssumeRoleWithCertificate", ALIAS_ARN)
+
+
+def test_deny_in_any_policy_wins():
+    allow = document(statement("Allow", "iot:*", "*"))
+    deny = document(statement("Deny", "iot:AssumeRoleWithCertificate", "arn:aws:iot:*:*:rolealias/lap*"))
+    assert not is_allowed([allow, deny], "iot:AssumeRoleWithCertificate", ALIAS_ARN)
+
+
+def test_resource_match_is_case_sensitive_action_match_is_not():
+    assert is_allowed([document(statement("Allow", "IOT:assumerolewithcertificate", ALIAS_ARN))], "iot:AssumeRoleWithCertificate", ALIAS_ARN)
+    assert not is_allowed([document(statement("Allow", "iot:*", ALIAS_ARN.upper()))], "iot:AssumeRoleWithCertificate", ALIAS_ARN)
+
+
+def test_policy_variables_resolve_or_match_nothing():
+    doc = document(statement("Allow", "iot:AssumeRoleWithCertificate", "arn:aws:iot:us-east-1:123456789012:rolealias/${iot:Connection.Thing.ThingName}"))
+    assert is_allowed([doc], "iot:AssumeRoleWithCertificate", ALIAS_ARN, {"iot:Connection.Thing.ThingName": "laptops"})
+    assert not is_allowed([doc], "iot:AssumeRoleWithCertificate", ALIAS_ARN, {})
+    # A variable's value is literal text, never a wildcard.
+    assert not is_allowed([doc], "iot:AssumeRoleWithCertificate", ALIAS_ARN, {"iot:Connection.Thing.ThingName": "*"})
+
+
+def test_not_action_and_not_resource():
+    assert is_allowed([document({"Effect": "Allow", "NotAction": "iot:Connect", "Resource": "*"})], "iot:AssumeRoleWithCertificate", ALIAS_ARN)
+    assert not is_allowed([document({"Effect": "Allow", "Action": "*", "NotResource": ALIAS_ARN})], "iot:AssumeRoleWithCertificate", ALIAS_ARN)
+
+
+# ---------------------------------------------------------------- credentials provider decision
+
+
+class Registry:
+    """In-memory registry with every rule satisfied; tests break one thing at a time."""
+
+    def __init__(self) -> None:
+        self.cert = CertificateInfo("c" * 64, "arn:aws:iot:us-east-1:123456789012:cert/" + "c" * 64, "ACTIVE", {"CommonName": "mac"})
+        self.things = {"mac": ThingInfo("mac", None, {})}
+        self.documents = [document(statement("Allow", "iot:AssumeRoleWithCertificate", ALIAS_ARN))]
+        self.alias: RoleAliasInfo | None = RoleAliasInfo("laptops", ALIAS_ARN, "arn:aws:iam::123456789012:role/device", 3600)
+        trust = json.dumps({"Statement": [{"Effect": "Allow", "Principal": {"Service": "credentials.iot.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
+        self.role_info: RoleInfo | None = RoleInfo("arn:aws:iam::123456789012:role/device", 3600, trust)
+
+    def certificate(self, certificate_id):
+        return self.cert if certificate_id == self.cert.certificate_id else None
+
+    def attached_thing(self, certificate_arn, thing_name):
+        return self.things.get(thing_name)
+
+    def policy_documents(self, certificate_arn):
+        return self.documents
+
+    def role_alias(self, name):
+        return self.alias if self.alias and name == self.alias.name else None
+
+    def role_alias_arn(self, name):
+        return f"arn:aws:iot:us-east-1:123456789012:rolealias/{name}"
+
+    def role(self, role_arn):
+        return self.role_info
+
+
+def assume(role_arn: str, session_name: str, duration: int) -> IssuedCredentials:
+    assert session_name == "c" * 64
+    return IssuedCredentials("ASIAEXAMPLE", "secret", "token", NOW + datetime.timedelta(seconds=duration))
+
+
+def ask(registry: Registry, thing: str | None = "mac"):
+    return decide(CredentialsRequest("c" * 64, "laptops", thing), registry, assume)
+
+
+def test_decision_success_shape_and_expiration_format():
+    answer = ask(Registry())
+    assert answer.status == 200
+    assert json.loads(answer.body_bytes) == {
+        "credentials": {"accessKeyId": "ASIAEXAMPLE", "secretAccessKey": "secret", "sessionToken": "token", "expiration": "2026-01-18T09:18:06Z"}
+    }
+
+
+def test_decision_order_follows_aws():
+    registry = Registry()
+    registry.things = {}
+    registry.documents = []
+    registry.alias = None
+    registry.role_info = None
+    assert ask(registry).body == {"message": "Invalid thing name passed"}
+    assert ask(registry, thing=None).body == {"message": "Access Denied"}
+    registry.documents = [document(statement("Allow", "*", "*"))]
+    assert ask(registry, thing=None).status == 404
+    registry.alias = RoleAliasInfo("laptops", ALIAS_ARN, "arn:aws:iam::123456789012:role/device", 7200)
+    assert ask(registry, thing=None).body["message"].startswith("Unable to assume the role")
+    registry.role_info = Registry().role_info
+    assert ask(registry, thing=None).body["message"].startswith("The requested CredentialDurationSeconds")
+
+
+def test_trust_policy_must_name_the_credentials_provider():
+    assert trusts_credentials_provider({"Statement": [{"Effect": "Allow", "Principal": {"Service": ["ec2.amazonaws.com", "credentials.iot.amazonaws.com"]}, "Action": ["sts:AssumeRole"]}]})
+    assert not trusts_credentials_provider({"Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
+    assert not trusts_credentials_provider("not json")
+
+
+# ---------------------------------------------------------------- token buckets
+
+
+def test_token_bucket_allows_burst_then_refills_at_rate():
+    clock = [0.0]
+    buckets = TokenBuckets({"iot.DescribeEndpoint": 10}, clock=lambda: clock[0])
+    assert [buckets.throttled("iot.DescribeEndpoint") for _ in range(11)] == [False] * 10 + [True]
+    clock[0] += 0.1
+    assert buckets.throttled("iot.DescribeEndpoint") is False
+    assert buckets.throttled("iot.DescribeEndpoint") is True
+    assert buckets.throttled("iot.Other") is False  # separate bucket per operation
+
+
+# ---------------------------------------------------------------- CA
+
+
+def test_device_certificate_lasts_until_2049_like_aws_and_is_not_a_ca():
+    ca_key, ca_cert = build_ca(NOW)
+    _, csr = make_key_and_csr("mac")
+    cert = x509.load_pem_x509_certificate(sign_device_csr(ca_key, ca_cert, csr, NOW))
+    assert cert.not_valid_after_utc == datetime.datetime(2049, 12, 31, 23, 59, 59, tzinfo=datetime.timezone.utc)
+    assert cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is False
+
+
+def test_tampered_csr_is_refused():
+    ca_key, ca_cert = build_ca(NOW)
+    _, csr = make_key_and_csr("mac")
+    _, other = make_key_and_csr("mac", key=ec.generate_private_key(ec.SECP256R1()))
+    tampered = csr.splitlines()[:3] + other.splitlines()[3:]
+    with pytest.raises(CsrError):
+        sign_device_csr(ca_key, ca_cert, "\n".join(tampered), NOW)
+
+
+def test_server_certificate_is_short_lived_for_browsers():
+    ca_key, ca_cert = build_ca(NOW)
+    _, cert_pem = issue_server_certificate(ca_key, ca_cert, NOW)
+    cert = x509.load_pem_x509_certificate(cert_pem)
+    assert (cert.not_valid_after_utc - cert.not_valid_before_utc).days <= 398
+
+
+def test_state_dir_ca_is_created_once(tmp_path):
+    first = load_or_create_ca(tmp_path / "state")
+    second = load_or_create_ca(tmp_path / "state")
+    assert first.cert_pem == second.cert_pem
+    assert (tmp_path / "state" / "ca.key").stat().st_mode & 0o777 == 0o600
