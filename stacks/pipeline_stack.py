@@ -10,6 +10,8 @@ that the role alias, the provisioning template and the device policy exist.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 from aws_cdk import ArnFormat, Environment, Stack, Stage
@@ -31,6 +33,13 @@ SYNTH_COMMANDS = (
 # The CDK bootstrap's default qualifier; the lookup role has read-only access and trusts
 # the pipeline account when the target was bootstrapped with --trust <pipeline account>.
 BOOTSTRAP_QUALIFIER = "hnb659fds"
+PACKAGE_JSON = Path(__file__).resolve().parents[1] / "package.json"
+
+
+def cdk_cli_version() -> str:
+    """The aws-cdk CLI version package.json pins."""
+    package = json.loads(PACKAGE_JSON.read_text(encoding="utf-8"))
+    return package["devDependencies"]["aws-cdk"]
 
 
 def lookup_role_arn(partition: str, account: str, region: str) -> str:
@@ -82,6 +91,7 @@ class PipelineStack(Stack):
         )
         environments = [config.environment(name) for name in pipeline_config.stage_order]
         cross_account = any(env.account != pipeline_config.account for env in environments)
+        self.cross_account = cross_account
 
         source = pipelines.CodePipelineSource.connection(
             pipeline_config.repository,
@@ -96,6 +106,8 @@ class PipelineStack(Stack):
             cross_account_keys=cross_account,
             enable_key_rotation=cross_account,
             synth=pipelines.ShellStep("Synth", input=source, commands=list(SYNTH_COMMANDS)),
+            # Self-mutation installs this CDK CLI, the one package.json pins for `npx cdk`.
+            cli_version=cdk_cli_version(),
             code_build_defaults=pipelines.CodeBuildOptions(
                 build_environment=codebuild.BuildEnvironment(build_image=codebuild.LinuxBuildImage.STANDARD_7_0),
             ),
@@ -185,6 +197,13 @@ class PipelineStack(Stack):
         if self.pipeline.self_mutation_enabled:
             projects.append(self.pipeline.self_mutation_project)
         for project in projects:
+            if not self.cross_account:
+                acknowledge(
+                    project,
+                    "AwsSolutions-CB4",
+                    "Single-account pipeline: artifacts stay in this account under the bucket's S3-managed"
+                    " encryption; a customer KMS key is created when environments span accounts.",
+                )
             log_groups = self.format_arn(
                 service="logs",
                 resource="log-group",
