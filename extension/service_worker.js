@@ -35,9 +35,9 @@ async function fetchCredentials(config) {
     response = await fetch(credentialsUrl(config), {
       method: "GET",
       headers: requestHeaders(config),
-      // The client certificate is a credential in the Fetch sense: with "omit" (or the default
-      // "same-origin", since the endpoint is cross-origin) Chrome would not present it.
-      credentials: "include",
+      // No cookies. Chrome still presents the device certificate: it picks it in the TLS handshake
+      // by the AutoSelectCertificateForUrls policy (tests/test_browser_extension.py checks it does).
+      credentials: "omit",
       cache: "no-store",
       redirect: "error",
     });
