@@ -227,17 +227,17 @@ def rolled_back_on_failure(iot, certificate: IssuedCertificate, *, delete_thing:
                            on_rollback=None) -> Iterator[None]:
     """Run the block; if it fails, undo ``certificate`` (and the thing we created) and say so.
 
-    A DeviceTrustError is re-raised as the same class with the rollback summary
-    appended to its one-line message; any other exception (including Ctrl-C)
-    is re-raised unchanged after ``on_rollback(summary)`` is called.
+    A DeviceTrustError is re-raised with the rollback summary appended to its
+    one-line message; any other exception (including Ctrl-C) is re-raised
+    unchanged after ``on_rollback(summary)`` is called.
     """
     try:
         yield
     except BaseException as exc:
         summary = undo_certificate(iot, certificate, delete_thing=delete_thing)
         if isinstance(exc, DeviceTrustError):
-            raise type(exc)(f"{exc} ({summary})") from exc
-        if on_rollback is not None:
+            exc.args = (f"{exc} ({summary})",)  # same object: class, exit code and cause unchanged
+        elif on_rollback is not None:
             on_rollback(summary)
         raise
 
@@ -256,6 +256,7 @@ def register_certificate(
     owner: str | None = None,
     serial_number: str | None = None,
     platform: str | None = None,
+    on_rollback=None,
 ) -> Registration:
     """CreateCertificateFromCsr + RegisterThing with the stack's template; rolled back on any failure.
 
@@ -268,7 +269,8 @@ def register_certificate(
             templateName=stack.provisioning_template_name)["templateBody"]
     thing_created = not thing_exists(iot, thing_name)
     certificate = create_certificate(iot, csr_pem)
-    with rolled_back_on_failure(iot, certificate, delete_thing=thing_name if thing_created else None):
+    with rolled_back_on_failure(iot, certificate, delete_thing=thing_name if thing_created else None,
+                                on_rollback=on_rollback):
         parameters = template_parameters(thing_name, certificate.certificate_id, owner=owner,
                                          serial_number=serial_number, platform=platform)
         with aws_errors(f"registering thing {thing_name} (RegisterThing)"):
@@ -282,7 +284,8 @@ def register_certificate(
     return Registration(thing_name, certificate, thing_created)
 
 
-def issue_for_existing_thing(iot, stack: StackInfo, csr_pem: bytes, thing_name: str) -> IssuedCertificate:
+def issue_for_existing_thing(iot, stack: StackInfo, csr_pem: bytes, thing_name: str, *,
+                             on_rollback=None) -> IssuedCertificate:
     """A new certificate for a registered thing (rotation): device policy + thing attached, then ACTIVE.
 
     Rolled back (the new certificate only; the thing stays) on any failure.
@@ -290,7 +293,7 @@ def issue_for_existing_thing(iot, stack: StackInfo, csr_pem: bytes, thing_name: 
     if not thing_exists(iot, thing_name):
         raise AwsError(f"thing {thing_name} is not registered in this account: enroll again with --force")
     certificate = create_certificate(iot, csr_pem)
-    with rolled_back_on_failure(iot, certificate):
+    with rolled_back_on_failure(iot, certificate, on_rollback=on_rollback):
         with aws_errors(f"attaching policy {stack.device_policy_name} to the new certificate"):
             iot.attach_policy(policyName=stack.device_policy_name, target=certificate.certificate_arn)
         with aws_errors(f"attaching the new certificate to thing {thing_name}"):

@@ -219,3 +219,18 @@ def test_debug_switch_shows_the_traceback_for_developers(offline_env, tmp_path):
     result = run_cli(["rotate", "--profile-dir", str(tmp_path / "none")], env)
     assert result.returncode == 5
     assert "Traceback" in result.stderr and result.stderr.splitlines()[-1].startswith("device-trust: no device profile")
+
+
+def test_enroll_refuses_a_profile_of_another_stack_before_any_aws_call(offline_env, tmp_path):
+    import json
+
+    profile = tmp_path / "prod-profile"
+    profile.mkdir(mode=0o700)
+    (profile / "device.json").write_text(json.dumps({
+        "thingName": "lap", "certificateId": "ab" * 32, "certificateArn": "arn:aws:iot:eu-west-1:1:cert/" + "ab" * 32,
+        "credentialsEndpoint": "x.credentials.iot.eu-west-1.amazonaws.com", "roleAlias": "a", "region": "eu-west-1",
+        "stackName": "DeviceTrust-prod", "environment": "prod", "notAfter": "2049-12-31T23:59:59Z"}))
+    (profile / "device.key").write_text("k")
+    (profile / "device.crt").write_text("c")
+    result = run_cli(["enroll", "--thing-name", "lap", "--profile-dir", str(profile)], offline_env)
+    assert_one_line_failure(result, 2, "belongs to stack DeviceTrust-prod, not DeviceTrust-local")

@@ -63,9 +63,13 @@ def run(args: argparse.Namespace) -> int:
         platform=args.platform or _common.this_platform())
     _common.check_profile_dir_usable(args.profile_dir)
     existing = _existing_profile(args)
-    if existing is not None and existing.thing_name != thing_name and not args.force:
-        raise UsageError(f"this profile is enrolled as thing {existing.thing_name}, not {thing_name}: "
-                         "pass --force to re-enroll under the new name, or another --profile-dir")
+    if existing is not None and not args.force:
+        if existing.stack_name != args.stack_name:
+            raise UsageError(f"the profile at {args.profile_dir} belongs to stack {existing.stack_name}, not "
+                             f"{args.stack_name}: pass the matching --env, another --profile-dir, or --force")
+        if existing.thing_name != thing_name:
+            raise UsageError(f"this profile is enrolled as thing {existing.thing_name}, not {thing_name}: "
+                             "pass --force to re-enroll under the new name, or another --profile-dir")
     ca = _common.endpoint_ca(args.endpoint_ca)
     # Asked before any AWS call, unless the laptop may turn out to be enrolled already.
     password = _common.pkcs12_password() if existing is None or args.force else None
@@ -96,7 +100,8 @@ def run(args: argparse.Namespace) -> int:
     csr_pem = keys.build_csr(key, thing_name, args.env)
     registration = enrollment.register_certificate(
         iot, stack, csr_pem, thing_name, owner=parameters.get("Owner"),
-        serial_number=parameters.get("SerialNumber"), platform=parameters.get("Platform"))
+        serial_number=parameters.get("SerialNumber"), platform=parameters.get("Platform"),
+        on_rollback=_common.note)
     certificate = registration.certificate
 
     # 4. Files and the proof it works; any failure rolls the certificate (and a new thing) back.

@@ -9,7 +9,7 @@ from pathlib import Path
 from provisioner import keys
 from provisioner.commands import _common
 from provisioner.errors import LocalFileError, UsageError
-from provisioner.profile import DEVICE_KEY, DeviceProfile
+from provisioner.profile import DEVICE_KEY, DeviceProfile, load_profile
 
 HELP = "put the certificate an operator registered into this laptop's profile, with PKCS#12 and CA bundle"
 
@@ -60,6 +60,10 @@ def run(args: argparse.Namespace) -> int:
     if keys.certificate_id(cert_pem) != profile.certificate_id:
         raise UsageError("the certificate and the registration file do not belong together")
     key_path, key = _find_key(args.profile_dir, cert_pem)
+    try:
+        previous = load_profile(args.profile_dir)
+    except LocalFileError:
+        previous = None
     ca = _common.endpoint_ca(args.endpoint_ca)
     password = _common.pkcs12_password()
     if not args.no_verify:
@@ -77,6 +81,9 @@ def run(args: argparse.Namespace) -> int:
     except BaseException:
         staged.discard()
         raise
+    if previous is not None and previous.certificate_id != profile.certificate_id:
+        _common.note(f"the replaced certificate {previous.certificate_id} of {previous.thing_name} may still be "
+                     "ACTIVE in AWS IoT: ask an operator to revoke it")
     if key_path.name == _common.PENDING_KEY:
         for name in (_common.PENDING_KEY, _common.PENDING_CSR):
             try:

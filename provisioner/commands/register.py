@@ -50,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
     endpoint = credentials_endpoint(iot)
     registration = enrollment.register_certificate(
         iot, stack, csr_pem, thing_name, owner=parameters.get("Owner"),
-        serial_number=parameters.get("SerialNumber"), platform=parameters.get("Platform"))
+        serial_number=parameters.get("SerialNumber"), platform=parameters.get("Platform"),
+        on_rollback=_common.note)
     certificate = registration.certificate
     with enrollment.rolled_back_on_failure(
             iot, certificate, delete_thing=thing_name if registration.thing_created else None,

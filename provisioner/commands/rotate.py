@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     # 1. New key + certificate beside the old ones; the old identity is untouched.
     key = keys.generate_private_key(args.key_type)
     csr_pem = keys.build_csr(key, old.thing_name, old.environment)
-    certificate = enrollment.issue_for_existing_thing(iot, stack, csr_pem, old.thing_name)
+    certificate = enrollment.issue_for_existing_thing(iot, stack, csr_pem, old.thing_name, on_rollback=_common.note)
     with enrollment.rolled_back_on_failure(iot, certificate, on_rollback=_common.note):
         new = dataclasses.replace(
             old, certificate_id=certificate.certificate_id, certificate_arn=certificate.certificate_arn,
