@@ -187,6 +187,17 @@ def test_macos_profile_carries_the_identity_and_both_chrome_payloads(device_prof
     assert plistlib.loads(path.read_bytes())["PayloadUUID"] == profile["PayloadUUID"]
 
 
+def test_macos_profile_can_leave_the_password_for_the_user_to_type(device_profile, tmp_path):
+    out = tmp_path / "out"
+    result = browser_policy_cli("--os", "macos", "--omit-pkcs12-password", "--profile-dir", str(device_profile),
+                                "--output-dir", str(out), password=None)
+    assert result.returncode == 0, result.stderr
+    profile = plistlib.loads((out / "device-trust-local.mobileconfig").read_bytes())
+    [identity] = [p for p in profile["PayloadContent"] if p["PayloadType"] == "com.apple.security.pkcs12"]
+    assert "Password" not in identity
+    assert identity["PayloadContent"] == (device_profile / "device.p12").read_bytes()
+
+
 def test_all_writes_one_file_per_operating_system_and_json_lists_them(device_profile, tmp_path):
     out = tmp_path / "out"
     result = browser_policy_cli("--all", "--json", "--profile-dir", str(device_profile), "--output-dir", str(out),

@@ -45,6 +45,9 @@ def add_arguments(parser) -> None:
                         help="update URL for ExtensionInstallForcelist (the Chrome Web Store's "
                              "https://clients2.google.com/service/update2/crx or your own); without it the "
                              "policies do not force-install the extension")
+    parser.add_argument("--omit-pkcs12-password", action="store_true",
+                        help="macOS: leave the PKCS#12 password out of the profile; macOS asks for it when the "
+                             "profile is installed (Apple's advice unless the MDM delivers the profile securely)")
     parser.add_argument("--macos-identifier", default="com.example.device-trust", metavar="REVERSE_DNS",
                         help="prefix of the configuration profile's PayloadIdentifier (default: %(default)s)")
 
@@ -100,8 +103,10 @@ def render_files(args, profile) -> list[tuple[str, Path, bytes, bool]]:
             files.append(("windows", output_dir / f"{stem}.reg", browser_policy.render_windows(policy), False))
         else:
             p12 = _read(profile.p12_path, "PKCS#12 bundle")
-            password = _pkcs12_password()
-            _check_pkcs12(p12, password, profile.p12_path)
+            password = None
+            if not args.omit_pkcs12_password:
+                password = _pkcs12_password()
+                _check_pkcs12(p12, password, profile.p12_path)
             content = browser_policy.render_macos(policy, pkcs12=p12, pkcs12_password=password,
                                                   identifier_prefix=args.macos_identifier)
             files.append(("macos", output_dir / f"{stem}.mobileconfig", content, True))
