@@ -326,6 +326,36 @@ def _patch_managed_policy() -> None:
     ManagedPolicy.update_from_cloudformation_json = classmethod(update)  # type: ignore[method-assign,assignment]
 
 
+def _patch_role_update() -> None:
+    """AWS::IAM::Role updates: moto read MaxSessionDuration from RoleDescription and
+    ignored trust-policy and managed-policy changes."""
+    from moto.iam.models import Role, iam_backends
+
+    def update(
+        cls: Any, original_resource: Any, new_resource_name: str, cloudformation_json: Any, account_id: str, region_name: str
+    ) -> Any:
+        props = cloudformation_json["Properties"]
+        name = props.get("RoleName")
+        if name and name != original_resource.name:
+            created = cls.create_from_cloudformation_json(new_resource_name, cloudformation_json, account_id, region_name)
+            cls.delete_from_cloudformation_json(original_resource.name, cloudformation_json, account_id, region_name)
+            return created
+        iam = iam_backends[account_id]["aws"]
+        role = original_resource
+        role.description = props.get("Description", "")
+        role.max_session_duration = int(props.get("MaxSessionDuration", 3600))
+        trust = props.get("AssumeRolePolicyDocument")
+        if trust is not None:
+            role.assume_role_policy_document = trust if isinstance(trust, str) else json.dumps(trust)
+        # Newly listed managed policies are attached; none is detached, because a
+        # ManagedPolicy resource may attach itself through its own Roles property.
+        for arn in set(props.get("ManagedPolicyArns", [])) - set(role.managed_policies):
+            iam.attach_role_policy(arn, role.name)
+        return role
+
+    Role.update_from_cloudformation_json = classmethod(update)  # type: ignore[method-assign,assignment]
+
+
 def _patch_change_set_execution() -> None:
     """ExecuteChangeSet as the CDK CLI relies on it: outputs and description refreshed,
     one event per resource, and a failed change set rolls the stack back instead of
@@ -395,6 +425,7 @@ def install() -> None:
     _patch_existing_models()
     _patch_managed_policy()
     _patch_change_set_execution()
+    _patch_role_update()
     parsing.get_model_list.cache_clear()
     parsing.get_model_map.cache_clear()
     parsing.get_name_type_map.cache_clear()

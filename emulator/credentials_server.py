@@ -120,7 +120,9 @@ class CredentialsHandler(BaseHTTPRequestHandler):
         self._handle()
 
     do_PUT = do_POST
+    do_PATCH = do_POST
     do_DELETE = do_GET
+    do_OPTIONS = do_GET
 
 
 class CredentialsServer(ThreadingHTTPServer):

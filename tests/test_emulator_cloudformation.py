@@ -292,3 +292,21 @@ def test_deployed_device_trust_stack_has_every_contract_output(deployed_stack):
     assert iot.describe_thing_group(thingGroupName=outputs["ThingGroupName"])["thingGroupName"] == outputs["ThingGroupName"]
     assert iot.describe_thing_type(thingTypeName=outputs["ThingTypeName"])["thingTypeName"] == outputs["ThingTypeName"]
     assert iot.get_policy(policyName=outputs["DevicePolicyName"])["policyName"] == outputs["DevicePolicyName"]
+
+
+def test_role_update_keeps_max_session_duration_and_trust(emulator):
+    suffix = uuid.uuid4().hex[:8]
+    stack_name = f"cfn-{suffix}"
+    deploy_template(emulator, stack_template(suffix), stack_name=stack_name)
+    template = stack_template(suffix)
+    template["Resources"]["DeviceRole"]["Properties"]["MaxSessionDuration"] = 7200
+    template["Resources"]["DeviceRole"]["Properties"]["Description"] = "laptops' role"
+    cloudformation = emulator.client("cloudformation")
+    cloudformation.update_stack(StackName=stack_name, TemplateBody=json.dumps(template), Capabilities=["CAPABILITY_NAMED_IAM"])
+    assert wait(cloudformation, stack_name)["StackStatus"] == "UPDATE_COMPLETE"
+    role = emulator.client("iam").get_role(RoleName=f"device-{suffix}")["Role"]
+    assert role["MaxSessionDuration"] == 7200
+    assert role["Description"] == "laptops' role"
+    trust = role["AssumeRolePolicyDocument"]
+    trust = json.loads(trust) if isinstance(trust, str) else trust
+    assert trust["Statement"][0]["Principal"]["Service"] == "credentials.iot.amazonaws.com"
