@@ -140,7 +140,7 @@ def test_smoke_test_reads_the_target_account_through_its_bootstrap_lookup_role(p
 def test_synth_step_installs_and_runs_the_test_suite_before_cdk_synth(pipeline_template):
     (synth,) = _actions(_stage(pipeline_template, "Build"), "Build")
 
-    assert _buildspec_commands(_project(pipeline_template, synth)) == ["make test", "npx cdk synth"]
+    assert _buildspec_commands(_project(pipeline_template, synth)) == ["make test-fast", "npx cdk synth"]
 
 
 def test_source_is_the_configured_connection_repository_and_branch(pipeline_template):
