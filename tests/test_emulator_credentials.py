@@ -396,3 +396,20 @@ def test_aws_credentialhelper_library_gets_a_working_boto3_session(emulator, mak
     ).get_session()
     identity = session.client("sts", endpoint_url=emulator.endpoint_url).get_caller_identity()
     assert identity["Arn"].endswith(f":assumed-role/{device.role_name}/{device.certificate_id}")
+
+
+def test_silent_client_does_not_stall_other_devices(emulator, make_device):
+    device = make_device()
+    host, port = emulator.credentials_endpoint.split(":")
+    with socket.create_connection((host, int(port)), timeout=10):
+        # This connection never starts its TLS handshake.
+        assert fetch(emulator, device)[0] == 200
+
+
+def test_parallel_devices_are_served_concurrently(emulator, make_device):
+    from concurrent.futures import ThreadPoolExecutor
+
+    devices = [make_device() for _ in range(3)]
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        statuses = list(pool.map(lambda i: fetch(emulator, devices[i % 3])[0], range(24)))
+    assert statuses == [200] * 24

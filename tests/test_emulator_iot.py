@@ -384,3 +384,21 @@ def test_force_delete_detaches_policies_and_leaves_other_deletions_working(iot, 
 
     targets = iot.list_targets_for_policy(policyName=registry["policy"])["targets"]
     assert not [t for t in targets if first in t or second in t]
+
+
+# ---------------------------------------------------------------- a client we did not write
+
+
+def test_aws_cli_reaches_the_stand_in_through_aws_endpoint_url(emulator):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(emulator.env)
+    result = subprocess.run(
+        [sys.executable, "-m", "awscli", "iot", "describe-endpoint", "--endpoint-type", "iot:CredentialProvider", "--output", "json"],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"endpointAddress": emulator.credentials_endpoint}
