@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from aws_cdk import App, Validations
+from aws_cdk import App, Stack, Validations
 from cdk_nag import AwsSolutionsChecks
 
-from stacks.config import CONTEXT_KEY, AppConfig, parse_config
-from stacks.device_trust_stack import DeviceTrustStack, device_trust_stack_for
+from stacks.config import CONTEXT_KEY, parse_config
+from stacks.device_trust_stack import device_trust_stack_for
 from stacks.pipeline_stack import PipelineStack
 
 ENV_CONTEXT_KEY = "env"
 
 
-def build_app(app: App, *, nag: bool = True) -> list:
+def build_app(app: App, *, nag: bool = True) -> list[Stack]:
     """Add the stacks cdk.json asks for to ``app`` and return them; raises ConfigError on bad config.
 
     With context ``env`` set, only that environment's stack; otherwise every
@@ -21,7 +21,7 @@ def build_app(app: App, *, nag: bool = True) -> list:
     """
     config = parse_config(app.node.try_get_context(CONTEXT_KEY))
     selected = app.node.try_get_context(ENV_CONTEXT_KEY)
-    stacks: list = []
+    stacks: list[Stack] = []
     if selected:
         environment = config.environment(str(selected))
         stacks.append(device_trust_stack_for(app, environment.stack_name, environment))
@@ -33,5 +33,3 @@ def build_app(app: App, *, nag: bool = True) -> list:
         Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     return stacks
 
-
-__all__ = ["AppConfig", "DeviceTrustStack", "build_app"]

@@ -92,39 +92,27 @@ class DeviceTrustStack(Stack):
         )
 
         # Names are given literally (they are fixed at synth time); ARNs come from the resources.
+        values = {
+            "RoleAliasName": (names.role_alias, "Role alias a laptop asks the credentials provider for"),
+            "RoleAliasArn": (self.role_alias.arn, "ARN of the role alias (the device policy allows exactly this)"),
+            "DeviceRoleArn": (
+                self.device_role.role.role_arn,
+                "IAM role whose credentials laptops receive; grant application access here",
+            ),
+            "DevicePolicyName": (names.device_policy, "IoT policy attached to every laptop certificate"),
+            "ProvisioningTemplateName": (
+                names.provisioning_template,
+                "Fleet provisioning template the provisioner registers laptops with",
+            ),
+            "ThingGroupName": (names.thing_group, "Thing group holding this environment's laptops"),
+            "ThingTypeName": (names.thing_type, "Thing type of enrolled laptops"),
+            "ProvisionerPolicyArn": (
+                self.provisioner_policy.policy.managed_policy_arn,
+                "Managed policy to attach to whoever runs the provisioner's operator verbs",
+            ),
+        }
         self.outputs = {
-            "RoleAliasName": CfnOutput(
-                self, "RoleAliasName", value=names.role_alias,
-                description="Role alias a laptop asks the credentials provider for",
-            ),
-            "RoleAliasArn": CfnOutput(
-                self, "RoleAliasArn", value=self.role_alias.arn,
-                description="ARN of the role alias (the device policy allows exactly this)",
-            ),
-            "DeviceRoleArn": CfnOutput(
-                self, "DeviceRoleArn", value=self.device_role.role.role_arn,
-                description="IAM role whose credentials laptops receive; grant application access here",
-            ),
-            "DevicePolicyName": CfnOutput(
-                self, "DevicePolicyName", value=names.device_policy,
-                description="IoT policy attached to every laptop certificate",
-            ),
-            "ProvisioningTemplateName": CfnOutput(
-                self, "ProvisioningTemplateName", value=names.provisioning_template,
-                description="Fleet provisioning template the provisioner registers laptops with",
-            ),
-            "ThingGroupName": CfnOutput(
-                self, "ThingGroupName", value=names.thing_group,
-                description="Thing group holding this environment's laptops",
-            ),
-            "ThingTypeName": CfnOutput(
-                self, "ThingTypeName", value=names.thing_type,
-                description="Thing type of enrolled laptops",
-            ),
-            "ProvisionerPolicyArn": CfnOutput(
-                self, "ProvisionerPolicyArn", value=self.provisioner_policy.policy.managed_policy_arn,
-                description="Managed policy to attach to whoever runs the provisioner's operator verbs",
-            ),
+            key: CfnOutput(self, key, value=values[key][0], description=values[key][1]) for key in OUTPUT_KEYS
         }
 
 
