@@ -1,0 +1,80 @@
+"""Pure parts of the provisioner outside keys.py: stack outputs, botocore error translation, the status table."""
+from __future__ import annotations
+
+import pytest
+from botocore.exceptions import ClientError, EndpointConnectionError, NoRegionError, ReadTimeoutError
+
+from provisioner.commands.status import render_table
+from provisioner.errors import AwsError, NetworkError
+from provisioner.stack_info import REQUIRED_OUTPUTS, StackInfo, aws_errors, client_config
+
+OUTPUTS = {key: f"value-of-{key}" for key in REQUIRED_OUTPUTS}
+
+
+def test_stack_info_maps_every_output():
+    info = StackInfo.from_outputs("DeviceTrust-dev", "eu-west-1", OUTPUTS)
+    assert (info.role_alias, info.device_policy_name, info.provisioning_template_name, info.thing_group_name) == (
+        "value-of-RoleAliasName", "value-of-DevicePolicyName", "value-of-ProvisioningTemplateName",
+        "value-of-ThingGroupName")
+
+
+def test_missing_stack_outputs_are_named_in_one_aws_error():
+    partial = {k: v for k, v in OUTPUTS.items() if k not in ("RoleAliasName", "ThingGroupName")}
+    with pytest.raises(AwsError, match="stack DeviceTrust-dev lacks the outputs RoleAliasName, ThingGroupName"):
+        StackInfo.from_outputs("DeviceTrust-dev", "eu-west-1", partial)
+
+
+def _client_error(code: str, message: str) -> ClientError:
+    return ClientError({"Error": {"Code": code, "Message": message}}, "RegisterThing")
+
+
+def test_access_denied_becomes_an_aws_error_pointing_at_the_provisioner_policy():
+    with pytest.raises(AwsError, match="registering failed: AccessDeniedException: no.*ProvisionerPolicyArn") as info:
+        with aws_errors("registering"):
+            raise _client_error("AccessDeniedException", "no")
+    assert isinstance(info.value.__cause__, ClientError)
+
+
+def test_throttling_after_retries_says_to_try_later():
+    with pytest.raises(AwsError, match="ThrottlingException: slow down: AWS kept throttling"):
+        with aws_errors("listing"):
+            raise _client_error("ThrottlingException", "slow\n down")
+
+
+def test_unreachable_endpoint_and_timeouts_are_network_errors():
+    with pytest.raises(NetworkError, match="cannot reach AWS"):
+        with aws_errors("reading stack"):
+            raise EndpointConnectionError(endpoint_url="http://127.0.0.1:9")
+    with pytest.raises(NetworkError, match="did not answer in time"):
+        with aws_errors("reading stack"):
+            raise ReadTimeoutError(endpoint_url="http://127.0.0.1:9")
+
+
+def test_no_region_is_a_configuration_error_with_the_fix():
+    with pytest.raises(AwsError, match="pass --region or set AWS_REGION"):
+        with aws_errors("setting up"):
+            raise NoRegionError()
+
+
+def test_clients_use_standard_retries_with_a_bound():
+    config = client_config()
+    assert config.retries == {"mode": "standard", "total_max_attempts": 5}
+    assert config.connect_timeout == 5 and config.read_timeout == 30
+
+
+def test_status_table_has_one_row_per_certificate_and_marks_empty_things():
+    rows = render_table([
+        {"thingName": "lap-1", "registered": True, "certificates": [
+            {"certificateId": "aa", "status": "ACTIVE", "notAfter": "2049-12-31T23:59:59Z"},
+            {"certificateId": "bb", "status": "REVOKED", "notAfter": None}]},
+        {"thingName": "lap-22", "registered": True, "certificates": []},
+        {"thingName": "gone", "registered": False, "certificates": []},
+    ])
+    assert [row.split() for row in rows] == [
+        ["THING", "CERTIFICATE", "STATUS", "NOT", "AFTER"],
+        ["lap-1", "aa", "ACTIVE", "2049-12-31T23:59:59Z"],
+        ["lap-1", "bb", "REVOKED", "-"],
+        ["lap-22", "-", "NO", "CERTIFICATE", "-"],
+        ["gone", "-", "NOT", "REGISTERED", "-"],
+    ]
+    assert rows[1].index("aa") == rows[2].index("bb") == rows[0].index("CERTIFICATE")  # aligned columns
