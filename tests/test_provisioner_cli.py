@@ -62,7 +62,8 @@ def assert_one_line_failure(result, exit_code: int, fragment: str) -> None:
 def test_help_lists_every_verb_of_the_design(offline_env):
     result = run_cli(["--help"], offline_env)
     assert result.returncode == 0
-    for verb in ("enroll", "csr", "register", "install", "revoke", "rotate", "status"):
+    for verb in ("enroll", "csr", "register", "install", "credentials", "verify", "revoke", "rotate", "status",
+                 "browser-policy", "aws-config", "serve"):
         assert f"    {verb}" in result.stdout
 
 
