@@ -366,12 +366,13 @@ def test_server_certificate_names_localhost_and_loopback_ip(emulator):
 # ---------------------------------------------------------------- clients we did not write
 
 
-@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 def test_curl_fetches_credentials_like_from_aws(emulator, make_device):
+    curl = shutil.which("curl")
+    assert curl, "curl is required (Debian package curl)"
     device = make_device()
     result = subprocess.run(
         [
-            "curl", "--silent", "--show-error", "--fail-with-body",
+            curl, "--silent", "--show-error", "--fail-with-body",
             "--cacert", str(emulator.ca_file), "--cert", str(device.cert_path), "--key", str(device.key_path),
             "-H", f"x-amzn-iot-thingname: {device.thing_name}",
             f"https://{emulator.credentials_endpoint}/role-aliases/{device.role_alias}/credentials",
