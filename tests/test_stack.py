@@ -441,3 +441,23 @@ def test_cdk_nag_stops_synthesis_on_an_unacknowledged_wildcard(tmp_path):
     report = json.loads((tmp_path / "validation-report.json").read_text())
     rules = {violation["ruleName"] for plugin in report["pluginReports"] for violation in plugin["violations"]}
     assert rules == {"AwsSolutions-IAM5[Resource::arn:aws:s3:::corp-laptops/*]"}
+
+
+def test_every_cdk_nag_acknowledgement_sits_on_a_resource_construct_with_a_rule_id_and_a_reason(shipped):
+    import aws_cdk as cdk
+
+    key = cdk.Validations.ACKNOWLEDGED_RULES_METADATA_KEY
+    acknowledgements = [
+        (construct, rule, reason)
+        for stack in shipped.stacks
+        for construct in stack.node.find_all()
+        for entry in construct.node.metadata
+        if entry.type == key
+        for rule, reason in entry.data.items()
+    ]
+
+    assert acknowledgements
+    for construct, rule, reason in acknowledgements:
+        assert not isinstance(construct, (cdk.Stack, cdk.Stage)), f"{rule} acknowledged for a whole stack"
+        assert rule.removeprefix("Annotation::").startswith("AwsSolutions-"), rule
+        assert len(reason) >= 40, f"{rule}: reason too thin: {reason!r}"
