@@ -104,6 +104,8 @@ class FaultProxy:
         self.upstream = urlsplit(upstream)
         self.rules: list = []  # (predicate(method, path, query) -> bool, status, error type, remaining count or None)
         self.refused: list[str] = []
+        self.holds: list = []  # (predicate, threading.Event): requests held without an answer
+        self.held: list[str] = []
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -114,6 +116,12 @@ class FaultProxy:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 parts = urlsplit(self.path)
                 query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+                for predicate, released in proxy.holds:
+                    if predicate(self.command, parts.path, query):
+                        proxy.held.append(f"{self.command} {parts.path}")
+                        released.wait(60)  # the client gives up (or is interrupted) first
+                        self.send_error(503)
+                        return
                 for rule in proxy.rules:
                     predicate, status, error_type, remaining = rule
                     if (remaining is None or remaining[0] > 0) and predicate(self.command, parts.path, query):
@@ -152,7 +160,12 @@ class FaultProxy:
     def refuse(self, predicate, status: int, error_type: str, times: int | None = None) -> None:
         self.rules.append((predicate, status, error_type, None if times is None else [times]))
 
+    def hold(self, predicate) -> None:
+        self.holds.append((predicate, threading.Event()))
+
     def close(self) -> None:
+        for _predicate, released in self.holds:
+            released.set()
         self.server.shutdown()
         self.server.server_close()
 
@@ -480,6 +493,34 @@ def test_endless_throttling_gives_up_after_bounded_retries(emulator_, proxy, tmp
     line = one_line_failure(run_cli(env, "status", "--thing-name", thing_name), 3)
     assert "ThrottlingException" in line and "try again" in line
     assert len(proxy.refused) == 5  # 1 call + 4 retries (standard mode, max_attempts 5)
+
+
+def test_ctrl_c_during_register_thing_rolls_the_certificate_back(emulator_, iot, proxy, tmp_path):
+    import signal
+    import time
+
+    before = certificate_ids(iot)
+    proxy.hold(lambda method, path, query: method == "POST" and path == "/things")  # RegisterThing hangs
+    env = cli_env(emulator_, tmp_path, AWS_ENDPOINT_URL=proxy.url)
+    thing_name = new_thing_name()
+    process = subprocess.Popen([sys.executable, "-m", "provisioner", "enroll", "--thing-name", thing_name,
+                                "--profile-dir", str(tmp_path / "p")], env=env, cwd=REPO, stdin=subprocess.DEVNULL,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not proxy.held and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    assert proxy.held, "enroll never reached RegisterThing"
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert stdout == ""
+    lines = stderr.splitlines()
+    assert len(lines) == 2 and "Traceback" not in stderr, stderr
+    assert lines[0].startswith("device-trust: rolled back: certificate ") and "deactivated and deleted" in lines[0]
+    assert lines[1] == "device-trust: interrupted"
+    assert certificate_ids(iot) == before
+    assert not thing_exists(iot, thing_name)
+    assert not (tmp_path / "p" / "device.json").exists()
 
 
 # ---------------------------------------------------------------- rollback (a private stand-in we may break)
