@@ -138,9 +138,10 @@ def _write_atomic(path: Path, data: bytes, mode: int) -> None:
     path = Path(path)
     tmp_name = None
     try:
+        # mkstemp creates the file 0600 before any byte is written; chmod (not fchmod: Windows) sets the final mode.
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
-            os.fchmod(fd, mode)
+            os.chmod(tmp_name, mode)
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
                 handle.flush()
