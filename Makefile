@@ -20,7 +20,7 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --silent
 	touch $@
 
-# Debian packages the browser test needs (chromium, chromedriver, certutil); no-op when present.
+# Debian packages the tests need (chromium, certutil/pk12util, openssl, curl); no-op when present.
 system-deps:
 	@scripts/install-system-deps.sh
 

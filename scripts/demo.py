@@ -114,6 +114,8 @@ def story(work: Path) -> None:
     process, endpoint = start_stand_in(state_dir, env)
     try:
         env["AWS_ENDPOINT_URL"] = endpoint["controlPlane"]
+        # The stand-in's CA verifies its credentials endpoint (on AWS: Amazon's root CAs, the default).
+        env["DEVICE_TRUST_ENDPOINT_CA"] = endpoint["caFile"]
         show(f"AWS API:              {endpoint['controlPlane']}")
         show(f"credentials endpoint: https://{endpoint['credentialsEndpoint']}")
         show(f"stand-in CA:          {endpoint['caFile']}")
@@ -153,8 +155,8 @@ def story(work: Path) -> None:
         run([*provisioner, "revoke", "--env", "local", "--thing-name", THING_NAME], env)
 
         step("The next fetch is refused by the credentials endpoint")
-        (profile_dir / "credentials-cache.json").unlink(missing_ok=True)
-        refused = run([*provisioner, "credentials", "--profile-dir", str(profile_dir), "--refresh-margin", "999999"],
+        # --no-cache: ask the endpoint now (a cached credential stays valid until it expires).
+        refused = run([*provisioner, "credentials", "--profile-dir", str(profile_dir), "--no-cache"],
                       env, expect_ok=False)
         show(refused.stderr)
         if refused.returncode == 0:

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the browser test uses, only when one is missing.
+# Installs the Debian packages the tests use (browser, NSS tools, openssl, curl), only when one is missing.
 set -euo pipefail
 need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
-command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
+command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v timeout >/dev/null 2>&1 || need+=(coreutils)
 command -v certutil >/dev/null 2>&1 || need+=(libnss3-tools)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 if [ ${#need[@]} -eq 0 ]; then
