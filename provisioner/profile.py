@@ -136,22 +136,26 @@ def _ensure_private_dir(directory: Path) -> None:
 
 def _write_atomic(path: Path, data: bytes, mode: int) -> None:
     path = Path(path)
-    tmp_name = None
     try:
         # mkstemp creates the file 0600 before any byte is written; chmod (not fchmod: Windows) sets the final mode.
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            os.chmod(tmp_name, mode)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-        except BaseException:
-            os.unlink(tmp_name)
-            raise
-        os.replace(tmp_name, path)
     except OSError as exc:
         raise LocalFileError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp_name, mode)
+        os.replace(tmp_name, path)
+    except BaseException as exc:
+        try:
+            os.unlink(tmp_name)
+        except OSError:
+            pass
+        if isinstance(exc, OSError):
+            raise LocalFileError(f"cannot write {path}: {exc.strerror or exc}") from exc
+        raise
 
 
 def write_secret_file(path: Path, data: bytes) -> None:
