@@ -25,6 +25,8 @@ from provisioner.stack_info import StackInfo, aws_errors
 # How often to retry a delete that AWS refuses while a detach is still propagating.
 _CONFLICT_ATTEMPTS = 5
 _CONFLICT_DELAY_SECONDS = 1.0
+# How long to wait for a RegisterThing attachment to show in ListThingPrincipals (seconds between looks).
+_ATTACH_POLL_DELAYS = (0.5, 1.0, 2.0)
 
 
 @dataclass(frozen=True)
@@ -242,6 +244,16 @@ def rolled_back_on_failure(iot, certificate: IssuedCertificate, *, delete_thing:
         raise
 
 
+def _eventually_attached(iot, certificate_arn: str, thing_name: str) -> bool:
+    """True once ``thing_name`` lists the certificate (the registry may lag a moment behind RegisterThing)."""
+    for delay in (*_ATTACH_POLL_DELAYS, None):
+        if certificate_arn in thing_certificate_arns(iot, thing_name):
+            return True
+        if delay is not None:
+            time.sleep(delay)
+    return False
+
+
 def activate_certificate(iot, certificate: IssuedCertificate) -> None:
     with aws_errors(f"activating certificate {certificate.certificate_id}"):
         iot.update_certificate(certificateId=certificate.certificate_id, newStatus="ACTIVE")
@@ -275,7 +287,7 @@ def register_certificate(
                                          serial_number=serial_number, platform=platform)
         with aws_errors(f"registering thing {thing_name} (RegisterThing)"):
             iot.register_thing(templateBody=template_body, parameters=parameters)
-        if certificate.certificate_arn not in thing_certificate_arns(iot, thing_name):
+        if not _eventually_attached(iot, certificate.certificate_arn, thing_name):
             raise AwsError(f"RegisterThing did not attach the certificate to thing {thing_name}: "
                            f"check provisioning template {stack.provisioning_template_name}")
         description = describe_certificate(iot, certificate.certificate_id) or {}
