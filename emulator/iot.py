@@ -390,6 +390,17 @@ def _install_backend(ca: StandInCa, credentials_address: str) -> None:
                 del self.principal_policies[key]
             del self.certificates[certificate_id]
 
+    original_delete_thing = IoTBackend.delete_thing
+
+    def delete_thing(self: IoTBackend, thing_name: str) -> None:
+        """AWS drops a deleted thing from its thing groups (moto kept listing it)."""
+        with REGISTRY_LOCK:
+            thing = self.describe_thing(thing_name)
+            original_delete_thing(self, thing_name)
+            for group in self.thing_groups.values():
+                group.things.pop(thing.arn, None)
+
+    IoTBackend.delete_thing = delete_thing  # type: ignore[method-assign]
     IoTBackend.delete_certificate = delete_certificate  # type: ignore[method-assign]
     IoTBackend.create_certificate_from_csr = create_certificate_from_csr  # type: ignore[method-assign]
     IoTBackend.update_certificate = update_certificate  # type: ignore[method-assign]

@@ -52,9 +52,9 @@ class _OneLineArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"{PROG}: {message} (see '{self.prog} --help')\n")
 
 
-def _load_verb_modules() -> dict[str, object]:
+def _load_verb_modules(only: str | None = None) -> dict[str, object]:
     modules = {}
-    for verb in VERBS:
+    for verb in VERBS if only is None else (only,):
         name = f"provisioner.commands.{verb.replace('-', '_')}"
         try:
             modules[verb] = importlib.import_module(name)
@@ -75,7 +75,7 @@ def _add_common_options(parser: argparse.ArgumentParser) -> None:
     common.add_argument("--json", action="store_true", help="print the result as JSON for scripts")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     parser = _OneLineArgumentParser(
         prog=PROG,
         description="Enroll laptops in device trust on AWS IoT and hand out short-lived AWS credentials.",
@@ -86,7 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
     verbs = parser.add_subparsers(dest="verb", metavar="<verb>", title="verbs",
                                   parser_class=_OneLineArgumentParser)
     verbs.required = True
-    for verb, module in _load_verb_modules().items():
+    # Import only the verb being run when it is named first: `credentials` runs before
+    # every AWS CLI command and must not pay for the other verbs' boto3/cryptography imports.
+    words = list(sys.argv[1:] if argv is None else argv)
+    only = words[0] if words and words[0] in VERBS else None
+    for verb, module in _load_verb_modules(only).items():
         sub = verbs.add_parser(verb, help=module.HELP, description=module.HELP)
         module.add_arguments(sub)
         _add_common_options(sub)
@@ -117,7 +121,7 @@ def _one_line(text: str) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     debug = os.environ.get("DEVICE_TRUST_DEBUG") == "1"
     try:
-        parser = build_parser()
+        parser = build_parser(argv)
         args = parser.parse_args(argv)
         _finish_common_options(args)
         return int(args.run(args) or 0)

@@ -137,6 +137,20 @@ def test_warm_call_is_served_from_the_cache_without_a_request(device, base_env, 
     assert json.loads(second.stdout) == json.loads(first.stdout)
 
 
+def test_warm_command_line_call_imports_neither_boto3_nor_cryptography(device, base_env):
+    # credential_process runs before every AWS CLI command: the warm path through
+    # `python -m provisioner credentials` must not pay for the other verbs' imports.
+    warm = provisioner("credentials", "--profile-dir", str(device["dir"]), env=base_env)
+    assert warm.returncode == 0, warm.stderr
+    traced = subprocess.run([sys.executable, "-X", "importtime", "-m", "provisioner", "credentials",
+                             "--profile-dir", str(device["dir"])],
+                            env=base_env, cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert traced.returncode == 0, traced.stderr
+    imported = {line.rsplit("|", 1)[-1].strip() for line in traced.stderr.splitlines() if line.startswith("import time:")}
+    assert "provisioner.credential_cache" in imported
+    assert not {name for name in imported if name.split(".")[0] in {"boto3", "botocore", "cryptography"}}
+
+
 def test_cache_is_refreshed_once_inside_the_refresh_margin(device, base_env, emulator):
     first = json.loads(provisioner("credentials", "--profile-dir", str(device["dir"]), env=base_env).stdout)
     before = wait_for_log(emulator, device["roleAlias"], 1)

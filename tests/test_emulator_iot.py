@@ -402,3 +402,14 @@ def test_aws_cli_reaches_the_stand_in_through_aws_endpoint_url(emulator):
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == {"endpointAddress": emulator.credentials_endpoint}
+
+
+def test_deleted_thing_leaves_its_thing_groups(iot, registry):
+    thing_name = unique("laptop")
+    iot.create_thing(thingName=thing_name)
+    iot.add_thing_to_thing_group(thingGroupName=registry["group"], thingName=thing_name)
+    assert thing_name in iot.list_things_in_thing_group(thingGroupName=registry["group"])["things"]
+
+    iot.delete_thing(thingName=thing_name)
+
+    assert thing_name not in iot.list_things_in_thing_group(thingGroupName=registry["group"])["things"]
