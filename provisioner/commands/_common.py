@@ -263,6 +263,28 @@ def stage_profile(
     return staged
 
 
+def install_identity(
+    profile: DeviceProfile,
+    *,
+    cert_pem: bytes,
+    p12: bytes,
+    key_pem: bytes,
+    ca_pem: bytes,
+    verify: bool,
+):
+    """Stage the new identity's files, prove it works (unless ``verify`` is false), then
+    move it into place. Returns the Credentials fetched, or None; on failure nothing
+    current is touched and the staged files are removed."""
+    staged = stage_profile(profile, cert_pem=cert_pem, p12=p12, key_pem=key_pem, ca_pem=ca_pem)
+    try:
+        credentials = verify_identity(staged=staged) if verify else None
+        staged.commit()
+    except BaseException:
+        staged.discard()
+        raise
+    return credentials
+
+
 def verify_identity(*, staged: StagedProfile | None = None, profile: DeviceProfile | None = None):
     """Fetch credentials once with the (staged or current) identity; returns the Credentials."""
     from provisioner import credentials_client

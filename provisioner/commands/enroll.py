@@ -105,7 +105,6 @@ def run(args: argparse.Namespace) -> int:
     certificate = registration.certificate
 
     # 4. Files and the proof it works; any failure rolls the certificate (and a new thing) back.
-    credentials = None
     with enrollment.rolled_back_on_failure(
             iot, certificate, delete_thing=thing_name if registration.thing_created else None,
             on_rollback=_common.note):
@@ -119,15 +118,9 @@ def run(args: argparse.Namespace) -> int:
             environment=args.env, not_after=not_after)
         p12 = keys.build_pkcs12(key, certificate.certificate_pem, friendly_name=thing_name, password=password,
                                 encryption=args.pkcs12_encryption)
-        staged = _common.stage_profile(profile, cert_pem=certificate.certificate_pem, p12=p12,
-                                       key_pem=keys.private_key_pem(key), ca_pem=ca.pem)
-        try:
-            if not args.no_verify:
-                credentials = _common.verify_identity(staged=staged)
-            staged.commit()
-        except BaseException:
-            staged.discard()
-            raise
+        credentials = _common.install_identity(profile, cert_pem=certificate.certificate_pem, p12=p12,
+                                               key_pem=keys.private_key_pem(key), ca_pem=ca.pem,
+                                               verify=not args.no_verify)
 
     # 5. A replaced identity of the same thing is retired now that the new one works.
     retired = None

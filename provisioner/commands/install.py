@@ -71,16 +71,8 @@ def run(args: argparse.Namespace) -> int:
 
     p12 = keys.build_pkcs12(key, cert_pem, friendly_name=profile.thing_name, password=password,
                             encryption=args.pkcs12_encryption)
-    staged = _common.stage_profile(profile, cert_pem=cert_pem, p12=p12, key_pem=keys.private_key_pem(key),
-                                   ca_pem=ca.pem)
-    credentials = None
-    try:
-        if not args.no_verify:
-            credentials = _common.verify_identity(staged=staged)
-        staged.commit()
-    except BaseException:
-        staged.discard()
-        raise
+    credentials = _common.install_identity(profile, cert_pem=cert_pem, p12=p12, key_pem=keys.private_key_pem(key),
+                                           ca_pem=ca.pem, verify=not args.no_verify)
     if previous is not None and previous.certificate_id != profile.certificate_id:
         _common.note(f"the replaced certificate {previous.certificate_id} of {previous.thing_name} may still be "
                      "ACTIVE in AWS IoT: ask an operator to revoke it")
