@@ -14,15 +14,33 @@ from .errors import EmulatorError
 DEFAULT_STATE_DIR = Path(".state") / "emulator"
 
 
+def port_number(text: str) -> int:
+    """argparse type for a TCP port: an integer from 0 (any free port) to 65535."""
+    try:
+        port = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0-65535)") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is out of range (0-65535)")
+    return port
+
+
+class _OneLineArgumentParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (exit 2), not usage + error."""
+
+    def error(self, message: str):  # type: ignore[override]  # noqa: D401 - argparse API
+        self.exit(2, f"emulator: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _OneLineArgumentParser(
         prog="python -m emulator",
         description="Local stand-in for AWS (CloudFormation, IAM, STS, IoT) and the IoT credentials endpoint.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=4566, help="AWS API port (default 4566; 0 = any free port)")
+    parser.add_argument("--port", type=port_number, default=4566, help="AWS API port (default 4566; 0 = any free port)")
     parser.add_argument(
-        "--credentials-port", type=int, default=8443, help="mutual-TLS credentials port (default 8443; 0 = any free port)"
+        "--credentials-port", type=port_number, default=8443, help="mutual-TLS credentials port (default 8443; 0 = any free port)"
     )
     parser.add_argument(
         "--state-dir", type=Path, default=DEFAULT_STATE_DIR, help=f"CA and endpoint.json (default {DEFAULT_STATE_DIR})"

@@ -126,3 +126,19 @@ def test_throttle_answers_bursts_over_the_quota_with_throttling_exception(tmp_pa
 
         sts = running.client("sts", config=Config(retries={"max_attempts": 1}))
         assert sts.get_caller_identity()["Account"] == "123456789012"
+
+
+@pytest.mark.parametrize("option", ["--port", "--credentials-port"])
+@pytest.mark.parametrize("value", ["70000", "65536", "-1", "abc", "80.5"])
+def test_port_outside_0_to_65535_is_one_clear_line_and_exit_2(tmp_path, option, value):
+    result = subprocess.run(
+        [sys.executable, "-m", "emulator", option, value, "--state-dir", str(tmp_path)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert result.returncode == 2
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"emulator: argument {option}: ")
+    assert "0-65535" in lines[0]
+    assert not (tmp_path / "endpoint.json").exists()
