@@ -100,18 +100,42 @@ def assert_assumed_device_role(identity: dict, device: dict) -> None:
 
 
 # ---------------------------------------------------------------- credential_process
-def test_boto3_gets_credentials_through_the_credential_process_profile(aws_profile, device, base_env):
-    done = subprocess.run([sys.executable, "-c", WHOAMI, aws_profile], env=base_env,
+@pytest.fixture
+def elsewhere(tmp_path, base_env) -> tuple[Path, dict]:
+    """Where a user runs AWS clients: a directory outside the repository, no PYTHONPATH;
+    credential_process must find the provisioner through the installed package."""
+    directory = tmp_path / "somewhere-else"
+    directory.mkdir()
+    assert REPO not in directory.resolve().parents
+    return directory, {k: v for k, v in base_env.items() if k != "PYTHONPATH"}
+
+
+def test_boto3_gets_credentials_through_the_credential_process_profile(aws_profile, device, elsewhere):
+    cwd, env = elsewhere
+    done = subprocess.run([sys.executable, "-c", WHOAMI, aws_profile], env=env, cwd=cwd,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert_assumed_device_role(json.loads(done.stdout), device)
 
 
-def test_aws_cli_v1_get_caller_identity_works_through_the_profile(aws_profile, device, base_env):
+def test_aws_cli_v1_get_caller_identity_works_through_the_profile(aws_profile, device, elsewhere):
+    cwd, env = elsewhere
     done = subprocess.run([str(AWS_CLI), "sts", "get-caller-identity", "--profile", aws_profile,
-                           "--output", "json"], env=base_env, capture_output=True, text=True, timeout=120)
+                           "--output", "json"], env=env, cwd=cwd, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert_assumed_device_role(json.loads(done.stdout), device)
+
+
+def test_aws_config_refuses_a_profile_name_with_a_space_before_reading_the_profile(base_env, tmp_path):
+    config = tmp_path / "config"
+    env = base_env | {"AWS_CONFIG_FILE": str(config)}
+    done = provisioner("aws-config", "--write", "--profile-name", "a b", "--profile-dir", str(tmp_path / "none"),
+                       env=env)
+    assert done.returncode == 2, done.stderr
+    assert done.stdout == ""
+    assert done.stderr.splitlines() == [
+        "device-trust: invalid profile name 'a b': use letters, digits and . _ - @ + (up to 64)"]
+    assert not config.exists()
 
 
 def test_credentials_prints_credential_process_version_1_json_only(device, base_env):

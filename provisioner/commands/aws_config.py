@@ -32,10 +32,13 @@ def run(args) -> int:
     from provisioner.profile import load_profile, write_file_atomic
 
     profile_name = args.profile_name or f"device-trust-{args.env}"
+    try:
+        aws_profile.validate_profile_name(profile_name)  # bad input is refused before anything is read
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
     profile_dir = args.profile_dir.resolve()
     profile = load_profile(profile_dir)
     try:
-        aws_profile.validate_profile_name(profile_name)
         command = aws_profile.credential_process_command(
             str(Path(sys.executable).absolute()), str(profile_dir), windows=os.name == "nt"
         )
