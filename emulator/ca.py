@@ -35,7 +35,8 @@ DEVICE_NOT_AFTER = datetime.datetime(2049, 12, 31, 23, 59, 59, tzinfo=datetime.t
 SERVER_VALIDITY = datetime.timedelta(days=90)
 CA_VALIDITY = datetime.timedelta(days=3650)
 MIN_RSA_BITS = 2048
-ACCEPTED_CURVES = (ec.SECP256R1, ec.SECP384R1)
+# CreateCertificateFromCsr (botocore model): RSA >= 2048 bits or ECC on NIST P-256, P-384 or P-521.
+ACCEPTED_CURVES = (ec.SECP256R1, ec.SECP384R1, ec.SECP521R1)
 
 
 @dataclass(frozen=True)
@@ -106,9 +107,9 @@ def _check_public_key(public_key: object) -> None:
         return
     if isinstance(public_key, ec.EllipticCurvePublicKey):
         if not isinstance(public_key.curve, ACCEPTED_CURVES):
-            raise CsrError(f"elliptic curve {public_key.curve.name} is not supported (use P-256 or P-384)")
+            raise CsrError(f"elliptic curve {public_key.curve.name} is not supported (use P-256, P-384 or P-521)")
         return
-    raise CsrError(f"key type {type(public_key).__name__} is not supported (use EC P-256/P-384 or RSA >= 2048)")
+    raise CsrError(f"key type {type(public_key).__name__} is not supported (use EC P-256/P-384/P-521 or RSA >= 2048)")
 
 
 def parse_csr(csr_pem: bytes | str) -> x509.CertificateSigningRequest:

@@ -72,6 +72,7 @@ def make_device(emulator, tmp_path):
         create_role: bool = True,
         create_alias: bool = True,
         attach_thing: bool = True,
+        key: object = None,
     ) -> Device:
         role_alias = unique("alias")
         role_name = unique("role")
@@ -85,7 +86,7 @@ def make_device(emulator, tmp_path):
             )["Role"]["Arn"]
         if create_alias:
             iot.create_role_alias(roleAlias=role_alias, roleArn=role_arn, credentialDurationSeconds=alias_duration)
-        key, csr = make_key_and_csr(thing_name)
+        key, csr = make_key_and_csr(thing_name, key)
         cert = iot.create_certificate_from_csr(certificateSigningRequest=csr, setAsActive=True)
         if attach_policy:
             policy_name = unique("policy")
@@ -151,6 +152,14 @@ def test_issued_credentials_are_the_role_session_named_after_the_certificate(emu
     identity = sts.get_caller_identity()
     assert identity["Arn"] == f"arn:aws:sts::{ACCOUNT}:assumed-role/{device.role_name}/{device.certificate_id}"
     assert identity["Account"] == ACCOUNT
+
+
+@pytest.mark.parametrize("curve", [ec.SECP384R1(), ec.SECP521R1()], ids=["p384", "p521"])
+def test_device_with_any_curve_aws_accepts_completes_the_handshake(emulator, make_device, curve):
+    device = make_device(key=ec.generate_private_key(curve))
+    status, _, body = fetch(emulator, device)
+    assert status == 200, body
+    assert set(body["credentials"]) == {"accessKeyId", "secretAccessKey", "sessionToken", "expiration"}
 
 
 def test_thing_name_header_is_optional(emulator, make_device):

@@ -54,9 +54,10 @@ def iot(emulator):
     [
         lambda: ec.generate_private_key(ec.SECP256R1()),
         lambda: ec.generate_private_key(ec.SECP384R1()),
+        lambda: ec.generate_private_key(ec.SECP521R1()),
         lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048),
     ],
-    ids=["ec-p256", "ec-p384", "rsa-2048"],
+    ids=["ec-p256", "ec-p384", "ec-p521", "rsa-2048"],
 )
 def test_certificate_from_csr_is_signed_by_stand_in_ca_for_the_csr_key(iot, emulator, make_key):
     key = make_key()
@@ -94,10 +95,10 @@ def test_certificate_from_csr_defaults_to_inactive(iot):
         "not a csr",
         "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n",
         csr_for(rsa.generate_private_key(public_exponent=65537, key_size=1024)),
-        csr_for(ec.generate_private_key(ec.SECP521R1())),
+        csr_for(ec.generate_private_key(ec.SECP256K1())),
         csr_for(ed25519.Ed25519PrivateKey.generate()),
     ],
-    ids=["garbage", "bad-base64", "rsa-1024", "ec-p521", "ed25519"],
+    ids=["garbage", "bad-base64", "rsa-1024", "ec-secp256k1", "ed25519"],
 )
 def test_certificate_from_bad_or_weak_csr_is_invalid_request_400(iot, csr):
     before = len(iot.list_certificates()["certificates"])
