@@ -8,6 +8,7 @@ backoff) and that turns botocore's exceptions into the provisioner's own.
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -58,9 +59,17 @@ def client_config(max_attempts: int = MAX_ATTEMPTS) -> Config:
 
 
 def aws_client(service: str, region: str | None = None, *, max_attempts: int = MAX_ATTEMPTS):
-    """A boto3 client on the usual credential chain (profiles, environment, AWS_ENDPOINT_URL)."""
+    """A boto3 client on the usual credential chain (profiles, environment, AWS_ENDPOINT_URL).
+
+    The region: ``region`` (--region or the profile's), else boto3's chain
+    (AWS_DEFAULT_REGION, the AWS profile's ``region``), else AWS_REGION, which the
+    pinned boto3 and the AWS CLI v1 do not read themselves.
+    """
     with aws_errors(f"setting up the {service} client"):
-        return boto3.session.Session(region_name=region).client(service, config=client_config(max_attempts))
+        session = boto3.session.Session(region_name=region)
+        if session.region_name is None and os.environ.get("AWS_REGION"):
+            session = boto3.session.Session(region_name=os.environ["AWS_REGION"])
+        return session.client(service, config=client_config(max_attempts))
 
 
 @contextlib.contextmanager
@@ -86,7 +95,7 @@ def aws_errors(action: str) -> Iterator[None]:
     except (NoCredentialsError, PartialCredentialsError) as exc:
         raise AwsError(f"{action} failed: no AWS credentials found; configure a profile or AWS_* variables") from exc
     except NoRegionError as exc:
-        raise AwsError(f"{action} failed: no AWS region; pass --region or set AWS_REGION") from exc
+        raise AwsError(f"{action} failed: no AWS region; pass --region or set AWS_DEFAULT_REGION (or AWS_REGION)") from exc
     except BotoCoreError as exc:
         raise AwsError(f"{action} failed: {exc}") from exc
 

@@ -474,6 +474,25 @@ def test_status_of_one_thing_shows_a_revoked_certificate(enrolled, env, iot):
         "things"][0]["registered"] is False
 
 
+# ---------------------------------------------------------------- region
+
+def test_aws_region_alone_is_enough(enrolled, env):
+    """The pinned boto3 (and the AWS CLI v1) read only AWS_DEFAULT_REGION; the provisioner
+    also takes AWS_REGION, which newer SDKs and most shells' habits use."""
+    thing_name, _profile, device = enrolled
+    env = {k: v for k, v in env.items() if k != "AWS_DEFAULT_REGION"}
+    assert env["AWS_REGION"] == "us-east-1" and not Path(env["AWS_CONFIG_FILE"]).read_text().strip()
+    report = json.loads(ok(run_cli(env, "status", "--thing-name", thing_name, "--json")).stdout)
+    assert report["things"][0]["certificates"][0]["certificateId"] == device["certificateId"]
+
+
+def test_no_region_anywhere_is_one_line_naming_both_ways_to_give_one(env):
+    env = {k: v for k, v in env.items() if k not in ("AWS_DEFAULT_REGION", "AWS_REGION")}
+    line = one_line_failure(run_cli(env, "status"), 3)
+    assert "no AWS region" in line and "--region" in line
+    assert "AWS_DEFAULT_REGION" in line and "AWS_REGION" in line
+
+
 # ---------------------------------------------------------------- throttling
 
 def test_throttled_calls_are_retried_by_botocore(enrolled, emulator_, proxy, tmp_path):
