@@ -233,6 +233,28 @@ def test_persistent_server_errors_give_network_error_after_max_attempts(pki, ser
     assert len(server.requests) == 2
 
 
+def test_throttled_answer_is_retried_then_succeeds(pki, server, monkeypatch):
+    slept = []
+    monkeypatch.setattr(cc.time, "sleep", slept.append)
+    server.script = [(429, {"message": "Rate exceeded"}, {"x-amzn-ErrorType": "ThrottlingException:"})]
+    creds = fetch(pki, f"localhost:{server.port}")
+    assert creds.access_key_id == "ASIAEXAMPLE"
+    assert len(server.requests) == 2
+    assert len(slept) == 1 and 0 <= slept[0] <= cc.BACKOFF_CAP_SECONDS
+
+
+def test_persistent_throttling_is_an_aws_error_after_max_attempts(pki, server, monkeypatch):
+    monkeypatch.setattr(cc.time, "sleep", lambda seconds: None)
+    server.script = [(429, {"message": "Rate exceeded"}, {"x-amzn-ErrorType": "ThrottlingException:"})] * 5
+    with pytest.raises(AwsError) as info:
+        fetch(pki, f"localhost:{server.port}", max_attempts=3)
+    assert len(server.requests) == 3
+    assert type(info.value) is AwsError and info.value.exit_code == 3  # docs/credentials.md: "429 after retries"
+    message = str(info.value)
+    assert "429" in message and "Rate exceeded" in message and "too many requests" in message
+    assert "\n" not in message
+
+
 def test_forbidden_is_not_retried_and_says_the_certificate_is_refused(pki, server):
     server.script = [(403, {"message": "Access Denied"}, {"x-amzn-ErrorType": "ForbiddenException:"})]
     with pytest.raises(CredentialsRefusedError) as info:
