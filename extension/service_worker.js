@@ -35,9 +35,12 @@ async function fetchCredentials(config) {
     response = await fetch(credentialsUrl(config), {
       method: "GET",
       headers: requestHeaders(config),
-      // No cookies. Chrome still presents the device certificate: it picks it in the TLS handshake
-      // by the AutoSelectCertificateForUrls policy (tests/test_browser_extension.py checks it does).
-      credentials: "omit",
+      // The credentials mode decides whether Chrome may present a client certificate at all: with
+      // "omit" Chromium still does today only because of a long-standing bug (crbug.com/775438), and
+      // it has a privacy mode that sends no client certificates. "include" asks for them outright;
+      // Chrome picks the device certificate in the TLS handshake by the AutoSelectCertificateForUrls
+      // policy (tests/test_browser_extension.py checks it does). The endpoint sets no cookies.
+      credentials: "include",
       cache: "no-store",
       redirect: "error",
     });

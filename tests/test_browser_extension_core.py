@@ -123,3 +123,53 @@ def test_endpoint_refusals_become_error_objects_with_awss_message():
         "code": "credentials-refused", "message": "the credentials endpoint answered 403: Access Denied"}
     assert call("refusalError", 503, "<html>") == {
         "code": "endpoint-error", "message": "the credentials endpoint answered 503"}
+
+
+SERVICE_WORKER = (REPO / "extension" / "service_worker.js").as_uri()
+
+
+def ask_service_worker(config: dict, who: dict) -> dict:
+    """Load the real service_worker.js in Node with a stand-in `chrome` and a recording `fetch`, send it one
+    request from ``who`` and return {"answer": ..., "fetches": [{url, init}, ...]}."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.fail("node is missing: it comes with the CDK toolchain (make setup)")
+    body = {"credentials": {"accessKeyId": "ASIA1", "secretAccessKey": "s", "sessionToken": "t",
+                            "expiration": "2099-01-01T00:00:00Z"}}
+    script = f"""
+const fetches = [];
+let listener = null;
+globalThis.chrome = {{
+  runtime: {{ id: {json.dumps(EXTENSION_ID)}, onMessage: {{ addListener: (f) => {{ listener = f; }} }} }},
+  storage: {{ managed: {{ get: async () => ({json.dumps(config)}) }}, onChanged: {{ addListener: () => {{}} }} }},
+}};
+globalThis.fetch = async (url, init) => {{
+  fetches.push({{ url: String(url), init }});
+  return {{ ok: true, status: 200, text: async () => {json.dumps(json.dumps(body))} }};
+}};
+await import({json.dumps(SERVICE_WORKER)});
+const answer = await new Promise((resolve) => {{
+  const asynchronous = listener({{ type: "device-trust:get-credentials" }}, {json.dumps(who)}, resolve);
+  if (!asynchronous) resolve("no answer");
+}});
+process.stdout.write(JSON.stringify({{ answer, fetches }}));
+"""
+    result = subprocess.run([node, "--input-type=module", "-e", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_service_worker_asks_for_the_client_certificate_and_nothing_cached_or_redirected():
+    # credentials "omit" would leave Chrome free to send no client certificate (Chromium presents one then
+    # only because of crbug.com/775438): the mutual-TLS endpoint needs the certificate, so ask for it.
+    out = ask_service_worker(CONFIG, sender("https://app.example.com"))
+    assert out["answer"]["type"] == "device-trust:credentials", out
+    [request] = out["fetches"]
+    assert request["url"] == "https://localhost:8443/role-aliases/alias/credentials"
+    assert request["init"] == {"method": "GET", "headers": {"x-amzn-iot-thingname": "laptop-1"},
+                               "credentials": "include", "cache": "no-store", "redirect": "error"}
+
+
+def test_service_worker_does_not_fetch_for_a_sender_it_does_not_answer():
+    out = ask_service_worker(CONFIG, sender("https://evil.example.com"))
+    assert out == {"answer": None, "fetches": []}
