@@ -12,7 +12,8 @@ process-wide by design):
 - provisioning templates (and their versions) can be created, described,
   listed, updated and deleted;
 - RegisterThing evaluates the template (emulator.provisioning), checks the plan
-  against the registry, and only then creates anything.
+  against the registry (OverrideSettings FAIL included), and only then creates
+  or changes anything.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from moto.iot.exceptions import (
     CertificateStateException,
     DeleteConflictException,
     InvalidRequestException,
+    IoTClientError,
     ResourceAlreadyExistsException,
     ResourceNotFoundException,
 )
@@ -37,7 +39,7 @@ from moto.iot.responses import IoTResponse
 
 from .ca import StandInCa, sign_device_csr
 from .errors import CsrError, TemplateError
-from .provisioning import ProvisioningPlan, parse_template_body, render_template
+from .provisioning import ProvisioningPlan, ThingPlan, parse_template_body, render_template
 
 # One lock for the operations added here: RegisterThing validates and applies as one step.
 REGISTRY_LOCK = threading.RLock()
@@ -230,6 +232,47 @@ def delete_provisioning_template_version(backend: IoTBackend, name: str, version
         template.versions.remove(version)
 
 
+class ConflictingResourceUpdateException(IoTClientError):
+    """RegisterThing's answer when OverrideSettings FAIL meets a change to an existing thing.
+
+    AWS's developer guide names this ResourceConflictsException; RegisterThing's
+    API model (botocore, every SDK) lists ConflictingResourceUpdateException
+    (HTTP 409) and has no shape of the other name, so SDK callers can only catch
+    this one as a modelled exception.
+    """
+
+    def __init__(self, msg: str) -> None:
+        self.code = 409
+        super().__init__("ConflictingResourceUpdateException", msg)
+
+
+def _groups_of(backend: IoTBackend, thing: Any) -> set[str]:
+    return {g.thing_group_name for g in backend.thing_groups.values() if thing.arn in g.things}
+
+
+def _check_override_fail(backend: IoTBackend, wanted: ThingPlan) -> None:
+    """OverrideSettings FAIL: a property the template sets, and that differs on the
+    existing thing, fails the whole request before anything changes."""
+    existing = next((t for t in backend.things.values() if t.thing_name == wanted.thing_name), None)
+    if existing is None:
+        return
+    current = {
+        "AttributePayload": {k: str(v) for k, v in (existing.attributes or {}).items()},
+        "ThingTypeName": existing.thing_type.thing_type_name if existing.thing_type else None,
+        "ThingGroups": _groups_of(backend, existing),
+    }
+    requested = {
+        "AttributePayload": dict(wanted.attributes),
+        "ThingTypeName": wanted.thing_type_name,
+        "ThingGroups": set(wanted.thing_groups),
+    }
+    for prop, choice in sorted(wanted.override.items()):
+        if choice == "FAIL" and prop in wanted.given and requested[prop] != current[prop]:
+            raise ConflictingResourceUpdateException(
+                f"Thing {wanted.thing_name} already exists with a different {prop} and OverrideSettings {prop} is FAIL"
+            )
+
+
 def _check_plan(backend: IoTBackend, plan: ProvisioningPlan) -> FakeCertificate | None:
     """Every check RegisterThing makes before it changes anything."""
     cert = None
@@ -237,8 +280,10 @@ def _check_plan(backend: IoTBackend, plan: ProvisioningPlan) -> FakeCertificate 
         cert = backend.certificates.get(plan.certificate.certificate_id)
         if cert is None:
             raise InvalidRequestException(f"Certificate {plan.certificate.certificate_id} does not exist")
-        if cert.status == "REVOKED" and plan.certificate.status == "ACTIVE":
-            raise InvalidRequestException(f"Certificate {cert.certificate_id} is revoked and cannot be activated")
+        if cert.status == "REVOKED":
+            raise InvalidRequestException(
+                f"Certificate {cert.certificate_id} is revoked; its status cannot be set to {plan.certificate.status}"
+            )
     if plan.thing is not None:
         thing = plan.thing
         if thing.thing_type_name is not None:
@@ -250,8 +295,9 @@ def _check_plan(backend: IoTBackend, plan: ProvisioningPlan) -> FakeCertificate 
         for group in thing.thing_groups:
             if not any(g.thing_group_name == group for g in backend.thing_groups.values()):
                 raise InvalidRequestException(f"Thing group {group} does not exist")
+        _check_override_fail(backend, thing)
     for policy in plan.policies:
-        if policy.policy_name is not None and policy.policy_name not in backend.policies:
+        if policy.policy_document is None and policy.policy_name not in backend.policies:
             raise InvalidRequestException(f"Policy {policy.policy_name} does not exist")
     return cert
 
@@ -269,18 +315,20 @@ def register_thing(backend: IoTBackend, template_body: Any, parameters: dict[str
             thing_obj = _apply_thing(backend, plan)
             resource_arns["thing"] = thing_obj.arn
         if cert is not None and plan.certificate is not None:
-            if plan.certificate.status is not None:
+            if cert.status != plan.certificate.status:
                 cert.status = plan.certificate.status
                 cert.last_modified_date = _now()
             resource_arns["certificate"] = cert.arn
             if thing_obj is not None:
                 backend.attach_thing_principal(thing_obj.thing_name, cert.arn)
             for policy in plan.policies:
-                if policy.policy_name is not None:
+                if policy.policy_document is None:
                     backend.attach_policy(policy.policy_name, cert.arn)
                 else:
-                    name = f"{plan.thing.thing_name if plan.thing else cert.certificate_id[:16]}-{policy.logical_id}"
-                    created = backend.policies.get(name) or backend.create_policy(name, policy.policy_document)
+                    # Named after a hash of the document: the same document is one policy, created once.
+                    created = backend.policies.get(policy.policy_name) or backend.create_policy(
+                        policy.policy_name, policy.policy_document
+                    )
                     backend.attach_policy(created.name, cert.arn)
                     resource_arns["policy"] = created.arn
         return {

@@ -4,6 +4,7 @@ credentials provider's decision order, token buckets, the CA."""
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 
 import pytest
@@ -61,6 +62,19 @@ def test_template_resolves_ref_join_sub_and_defaults():
     assert (plan.certificate.certificate_id, plan.certificate.status) == ("abc", "ACTIVE")
 
 
+def test_certificate_status_defaults_to_active_and_inline_policy_is_named_by_sha256():
+    document = '{"Version": "2012-10-17", "Statement": []}'
+    body = {
+        "Resources": {
+            "c": {"Type": "AWS::IoT::Certificate", "Properties": {"CertificateId": "abc"}},
+            "p": {"Type": "AWS::IoT::Policy", "Properties": {"PolicyDocument": document}},
+        }
+    }
+    plan = render_template(body, {})
+    assert plan.certificate.status == "ACTIVE"
+    assert plan.policies[0].policy_name == hashlib.sha256(document.encode()).hexdigest()
+
+
 @pytest.mark.parametrize(
     "body, parameters, message",
     [
@@ -72,6 +86,11 @@ def test_template_resolves_ref_join_sub_and_defaults():
         ({"Resources": {"p": {"Type": "AWS::IoT::Policy", "Properties": {"PolicyName": "x"}}}}, {}, "needs a certificate"),
         ({"Resources": {"c": {"Type": "AWS::IoT::Certificate", "Properties": {"CertificateId": "x", "Status": "REVOKED"}}}}, {}, "Status"),
         ({"Resources": {}}, {}, "no Resources"),
+        ({"Resources": {"t": {"Type": "AWS::IoT::Thing", "Properties": {"ThingName": {"Fn::Select": [2, ["a", "b"]]}}}}}, {}, "out of range"),
+        ({"Resources": {"t": {"Type": "AWS::IoT::Thing", "Properties": {"ThingName": {"Fn::Select": [0, [None]]}}}}}, {}, "null"),
+        ({"Resources": {"t": {"Type": "AWS::IoT::Thing", "Properties": {"ThingName": {"Fn::FindInMap": ["M", "a", "b"]}}}}}, {}, "no mapping named M"),
+        ({"Mappings": {"M": {"a": "flat"}}, "Resources": {"t": {"Type": "AWS::IoT::Thing", "Properties": {"ThingName": "a"}}}}, {}, "Mappings"),
+        ({"Resources": {"t": {"Type": "AWS::IoT::Thing", "Properties": {"ThingName": "a"}, "OverrideSettings": {"ThingTypeName": "MERGE"}}}}, {}, "OverrideSettings"),
     ],
 )
 def test_template_errors_say_what_is_wrong(body, parameters, message):

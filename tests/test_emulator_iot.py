@@ -414,3 +414,205 @@ def test_deleted_thing_leaves_its_thing_groups(iot, registry):
     iot.delete_thing(thingName=thing_name)
 
     assert thing_name not in iot.list_things_in_thing_group(thingGroupName=registry["group"])["things"]
+
+
+# ---------------------------------------------------------------- RegisterThing: the rest of the template language
+
+
+def register(iot, resources: dict, parameters: dict, mappings: dict | None = None, extra_parameters: dict | None = None):
+    template: dict = {
+        "Parameters": {"AWS::IoT::Certificate::Id": {"Type": "String"}, "ThingName": {"Type": "String"}, **(extra_parameters or {})},
+        "Resources": resources,
+    }
+    if mappings is not None:
+        template["Mappings"] = mappings
+    return iot.register_thing(templateBody=json.dumps(template), parameters=parameters)
+
+
+CERTIFICATE_BY_ID = {"Type": "AWS::IoT::Certificate", "Properties": {"CertificateId": {"Ref": "AWS::IoT::Certificate::Id"}}}
+
+
+def test_register_thing_activates_a_certificate_whose_template_omits_status(iot):
+    certificate_id = new_certificate(iot, active=False)
+    register(
+        iot,
+        {"thing": {"Type": "AWS::IoT::Thing", "Properties": {"ThingName": {"Ref": "ThingName"}}}, "certificate": CERTIFICATE_BY_ID},
+        {"ThingName": unique("laptop"), "AWS::IoT::Certificate::Id": certificate_id},
+    )
+    assert status_of(iot, certificate_id) == "ACTIVE"
+
+
+def test_register_thing_keeps_a_certificate_inactive_when_the_template_says_so(iot):
+    certificate_id = new_certificate(iot, active=False)
+    certificate = {"Type": "AWS::IoT::Certificate", "Properties": {"CertificateId": {"Ref": "AWS::IoT::Certificate::Id"}, "Status": "INACTIVE"}}
+    register(iot, {"certificate": certificate}, {"ThingName": "unused", "AWS::IoT::Certificate::Id": certificate_id})
+    assert status_of(iot, certificate_id) == "INACTIVE"
+
+
+def test_register_thing_evaluates_select_split_find_in_map_and_sub(iot):
+    certificate_id = new_certificate(iot, active=False)
+    thing_name = unique("laptop")
+    thing = {
+        "Type": "AWS::IoT::Thing",
+        "Properties": {
+            "ThingName": {"Fn::Select": ["1", {"Fn::Split": ["/", {"Fn::Join": ["/", ["fleet", {"Ref": "ThingName"}]]}]}]},
+            "AttributePayload": {
+                "vendor": {"Fn::Select": [0, {"Fn::Split": ["-", {"Ref": "Serial"}]}]},
+                "bucket": {"Fn::FindInMap": ["Sites", {"Ref": "Site"}, "Bucket"]},
+                "label": {"Fn::Sub": "${Site}:${ThingName}"},
+                "owner": {"Fn::Sub": ["${Who} ${!Literal}", {"Who": {"Fn::FindInMap": ["Sites", {"Ref": "Site"}, "Owner"]}}]},
+            },
+        },
+    }
+    answer = register(
+        iot,
+        {"thing": thing, "certificate": CERTIFICATE_BY_ID},
+        {"ThingName": thing_name, "AWS::IoT::Certificate::Id": certificate_id, "Serial": "acme-1234-x"},
+        mappings={"Sites": {"Berlin": {"Bucket": "eu-devices", "Owner": "it-berlin"}, "Austin": {"Bucket": "us-devices", "Owner": "it-austin"}}},
+        extra_parameters={"Serial": {"Type": "String"}, "Site": {"Type": "String", "Default": "Berlin"}},
+    )
+    assert answer["resourceArns"]["thing"].endswith(f":thing/{thing_name}")
+    assert iot.describe_thing(thingName=thing_name)["attributes"] == {
+        "vendor": "acme",
+        "bucket": "eu-devices",
+        "label": f"Berlin:{thing_name}",
+        "owner": "it-berlin ${Literal}",
+    }
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"Fn::Select": [5, {"Fn::Split": ["-", "a-b"]}]},
+        {"Fn::Select": ["x", ["a"]]},
+        {"Fn::Split": ["-", ["not", "a", "string"]]},
+        {"Fn::FindInMap": ["Sites", "Paris", "Bucket"]},
+        {"Fn::FindInMap": ["NoSuchMap", "Berlin", "Bucket"]},
+        {"Fn::Sub": "${NotDeclared}"},
+    ],
+    ids=["select-out-of-range", "select-bad-index", "split-of-list", "map-missing-key", "map-missing", "sub-undeclared"],
+)
+def test_register_thing_with_an_intrinsic_that_cannot_resolve_creates_nothing(iot, value):
+    certificate_id = new_certificate(iot, active=False)
+    thing_name = unique("laptop")
+    thing = {"Type": "AWS::IoT::Thing", "Properties": {"ThingName": {"Ref": "ThingName"}, "AttributePayload": {"x": value}}}
+    before = snapshot(iot)
+    with pytest.raises(ClientError) as excinfo:
+        register(
+            iot,
+            {"thing": thing, "certificate": CERTIFICATE_BY_ID},
+            {"ThingName": thing_name, "AWS::IoT::Certificate::Id": certificate_id},
+            mappings={"Sites": {"Berlin": {"Bucket": "eu-devices"}}},
+        )
+    assert error_of(excinfo) == ("InvalidRequestException", 400)
+    assert snapshot(iot) == before
+
+
+def test_register_thing_names_an_inline_policy_after_the_sha256_of_its_document(iot):
+    document = json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "iot:Connect", "Resource": unique("arn:aws:iot:us-east-1:123456789012:client/x")}]}
+    )
+    expected_name = hashlib.sha256(document.encode()).hexdigest()
+    policy = {"Type": "AWS::IoT::Policy", "Properties": {"PolicyDocument": document}}
+    arns = []
+    for _ in range(2):
+        certificate_id = new_certificate(iot, active=False)
+        answer = register(
+            iot,
+            {"thing": {"Type": "AWS::IoT::Thing", "Properties": {"ThingName": {"Ref": "ThingName"}}}, "certificate": CERTIFICATE_BY_ID, "policy": policy},
+            {"ThingName": unique("laptop"), "AWS::IoT::Certificate::Id": certificate_id},
+        )
+        arns.append(f"arn:aws:iot:us-east-1:123456789012:cert/{certificate_id}")
+        assert answer["resourceArns"]["policy"] == f"arn:aws:iot:us-east-1:123456789012:policy/{expected_name}"
+
+    assert json.loads(iot.get_policy(policyName=expected_name)["policyDocument"]) == json.loads(document)
+    for certificate_arn in arns:
+        assert [p["policyName"] for p in iot.list_attached_policies(target=certificate_arn)["policies"]] == [expected_name]
+    assert sorted(iot.list_targets_for_policy(policyName=expected_name)["targets"]) == sorted(arns)
+
+
+# ---------------------------------------------------------------- RegisterThing: OverrideSettings FAIL
+
+
+@pytest.fixture()
+def existing_thing(iot, registry):
+    """A registered thing with a type, one group and one attribute, and the template that made it."""
+    other_type, other_group = unique("type"), unique("group")
+    iot.create_thing_type(thingTypeName=other_type)
+    iot.create_thing_group(thingGroupName=other_group)
+    thing_name = unique("laptop")
+    properties = {
+        "ThingName": {"Ref": "ThingName"},
+        "ThingTypeName": registry["type"],
+        "ThingGroups": [registry["group"]],
+        "AttributePayload": {"owner": "alice"},
+    }
+    register(
+        iot,
+        {"thing": {"Type": "AWS::IoT::Thing", "Properties": properties}, "certificate": CERTIFICATE_BY_ID},
+        {"ThingName": thing_name, "AWS::IoT::Certificate::Id": new_certificate(iot, active=False)},
+    )
+    return {"name": thing_name, "properties": properties, "other_type": other_type, "other_group": other_group, **registry}
+
+
+def thing_state(iot, thing_name: str) -> tuple:
+    thing = iot.describe_thing(thingName=thing_name)
+    groups = sorted(g["groupName"] for g in iot.list_thing_groups_for_thing(thingName=thing_name)["thingGroups"])
+    principals = sorted(iot.list_thing_principals(thingName=thing_name)["principals"])
+    return thing.get("thingTypeName"), thing["attributes"], groups, principals
+
+
+@pytest.mark.parametrize("prop", ["AttributePayload", "ThingTypeName", "ThingGroups"])
+def test_override_fail_refuses_to_change_an_existing_thing_and_changes_nothing(iot, existing_thing, prop):
+    changed = dict(existing_thing["properties"])
+    changed[prop] = {
+        "AttributePayload": {"owner": "mallory"},
+        "ThingTypeName": existing_thing["other_type"],
+        "ThingGroups": [existing_thing["other_group"]],
+    }[prop]
+    thing = {"Type": "AWS::IoT::Thing", "Properties": changed, "OverrideSettings": {"AttributePayload": "MERGE", prop: "FAIL"}}
+    policy = {"Type": "AWS::IoT::Policy", "Properties": {"PolicyName": existing_thing["policy"]}}
+    certificate_id = new_certificate(iot, active=False)
+    thing_before = thing_state(iot, existing_thing["name"])
+    before = snapshot(iot)
+
+    with pytest.raises(ClientError) as excinfo:
+        register(
+            iot,
+            {"thing": thing, "certificate": CERTIFICATE_BY_ID, "policy": policy},
+            {"ThingName": existing_thing["name"], "AWS::IoT::Certificate::Id": certificate_id},
+        )
+
+    assert error_of(excinfo) == ("ConflictingResourceUpdateException", 409)
+    assert prop in excinfo.value.response["Error"]["Message"]
+    assert thing_state(iot, existing_thing["name"]) == thing_before
+    assert snapshot(iot) == before
+    certificate_arn = f"arn:aws:iot:us-east-1:123456789012:cert/{certificate_id}"
+    assert iot.list_attached_policies(target=certificate_arn)["policies"] == []
+
+
+def test_override_fail_lets_an_unchanged_existing_thing_register_another_certificate(iot, existing_thing):
+    overrides = {"AttributePayload": "FAIL", "ThingTypeName": "FAIL", "ThingGroups": "FAIL"}
+    thing = {"Type": "AWS::IoT::Thing", "Properties": existing_thing["properties"], "OverrideSettings": overrides}
+    certificate_id = new_certificate(iot, active=False)
+    register(iot, {"thing": thing, "certificate": CERTIFICATE_BY_ID}, {"ThingName": existing_thing["name"], "AWS::IoT::Certificate::Id": certificate_id})
+    assert f"arn:aws:iot:us-east-1:123456789012:cert/{certificate_id}" in thing_state(iot, existing_thing["name"])[3]
+
+
+def test_override_fail_does_not_apply_to_a_new_thing(iot, registry):
+    thing_name = unique("laptop")
+    properties = {"ThingName": {"Ref": "ThingName"}, "ThingTypeName": registry["type"], "AttributePayload": {"owner": "alice"}}
+    overrides = {"AttributePayload": "FAIL", "ThingTypeName": "FAIL", "ThingGroups": "FAIL"}
+    register(
+        iot,
+        {"thing": {"Type": "AWS::IoT::Thing", "Properties": properties, "OverrideSettings": overrides}, "certificate": CERTIFICATE_BY_ID},
+        {"ThingName": thing_name, "AWS::IoT::Certificate::Id": new_certificate(iot, active=False)},
+    )
+    assert iot.describe_thing(thingName=thing_name)["thingTypeName"] == registry["type"]
+
+
+def test_override_merge_is_refused_for_thing_type_name(iot):
+    thing = {"Type": "AWS::IoT::Thing", "Properties": {"ThingName": {"Ref": "ThingName"}}, "OverrideSettings": {"ThingTypeName": "MERGE"}}
+    with pytest.raises(ClientError) as excinfo:
+        register(iot, {"thing": thing, "certificate": CERTIFICATE_BY_ID}, {"ThingName": unique("laptop"), "AWS::IoT::Certificate::Id": new_certificate(iot)})
+    assert error_of(excinfo) == ("InvalidRequestException", 400)
