@@ -7,7 +7,8 @@ process-wide by design):
 - CreateCertificateFromCsr signs the CSR's own key with the stand-in CA
   (certificateId = SHA-256 of the DER), honours setAsActive both ways and answers
   a bad CSR with InvalidRequestException;
-- UpdateCertificate refuses unknown statuses and REVOKED -> anything else;
+- UpdateCertificate refuses unknown statuses, PENDING_TRANSFER/PENDING_ACTIVATION and
+  REVOKED -> anything else (deprecated REGISTER_INACTIVE is accepted, as on AWS);
 - DescribeEndpoint is stable and points iot:CredentialProvider at the stand-in;
 - provisioning templates (and their versions) can be created, described,
   listed, updated and deleted;
@@ -45,7 +46,9 @@ from .provisioning import ProvisioningPlan, ThingPlan, parse_template_body, rend
 REGISTRY_LOCK = threading.RLock()
 
 CERTIFICATE_STATUSES = {"ACTIVE", "INACTIVE", "REVOKED", "PENDING_TRANSFER", "REGISTER_INACTIVE", "PENDING_ACTIVATION"}
-SETTABLE_STATUSES = {"ACTIVE", "INACTIVE", "REVOKED"}
+# UpdateCertificate's model: PENDING_TRANSFER and PENDING_ACTIVATION "will result in an
+# exception"; REGISTER_INACTIVE is deprecated ("should not be used") but not refused.
+SETTABLE_STATUSES = {"ACTIVE", "INACTIVE", "REVOKED", "REGISTER_INACTIVE"}
 TEMPLATE_NAME = re.compile(r"^[0-9A-Za-z_-]{1,36}$")
 MAX_TEMPLATE_VERSIONS = 5
 

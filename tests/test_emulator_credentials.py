@@ -291,7 +291,7 @@ def test_alias_duration_over_role_max_session_is_refused(emulator, make_device):
     )
 
 
-@pytest.mark.parametrize("status", ["INACTIVE", "REVOKED"])
+@pytest.mark.parametrize("status", ["INACTIVE", "REVOKED", "REGISTER_INACTIVE"])
 def test_inactive_or_revoked_certificate_is_refused(emulator, make_device, status):
     device = make_device()
     emulator.client("iot").update_certificate(certificateId=device.certificate_id, newStatus=status)

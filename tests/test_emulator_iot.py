@@ -138,12 +138,20 @@ def test_revoked_certificate_cannot_change_status_again(iot, new_status):
     assert status_of(iot, certificate_id) == "REVOKED"
 
 
-@pytest.mark.parametrize("new_status", ["ENABLED", "active", "PENDING_TRANSFER"])
+@pytest.mark.parametrize("new_status", ["ENABLED", "active", "PENDING_TRANSFER", "PENDING_ACTIVATION"])
 def test_update_certificate_rejects_unknown_or_unsettable_status(iot, new_status):
     certificate_id = new_certificate(iot)
     with pytest.raises(ClientError) as excinfo:
         iot.update_certificate(certificateId=certificate_id, newStatus=new_status)
     assert error_of(excinfo) == ("InvalidRequestException", 400)
+    assert status_of(iot, certificate_id) == "ACTIVE"
+
+
+def test_deprecated_register_inactive_is_accepted_and_leaves_the_certificate_unusable_until_activated(iot):
+    certificate_id = new_certificate(iot)
+    iot.update_certificate(certificateId=certificate_id, newStatus="REGISTER_INACTIVE")
+    assert status_of(iot, certificate_id) == "REGISTER_INACTIVE"
+    iot.update_certificate(certificateId=certificate_id, newStatus="ACTIVE")
     assert status_of(iot, certificate_id) == "ACTIVE"
 
 
