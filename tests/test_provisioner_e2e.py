@@ -123,24 +123,23 @@ class FaultProxy:
                         self.send_error(503)
                         return
                 for rule in proxy.rules:
-                    predicate, status, error_type, remaining = rule
+                    predicate, status, error_type, remaining, mode = rule
                     if (remaining is None or remaining[0] > 0) and predicate(self.command, parts.path, query):
                         if remaining is not None:
                             remaining[0] -= 1
                         proxy.refused.append(f"{self.command} {parts.path}")
-                        payload = json.dumps({"message": f"injected {error_type}"}).encode()
+                        if mode == "lose":  # AWS acts on the request; its answer never arrives
+                            self._forward(body)
+                        payload = json.dumps({"message": f"injected {error_type}"} if mode != "fake" else {}).encode()
                         self.send_response(status)
-                        self.send_header("x-amzn-ErrorType", error_type)
+                        if mode != "fake":
+                            self.send_header("x-amzn-ErrorType", error_type)
                         self.send_header("Content-Type", "application/json")
                         self.send_header("Content-Length", str(len(payload)))
                         self.end_headers()
                         self.wfile.write(payload)
                         return
-                connection = http.client.HTTPConnection(proxy.upstream.hostname, proxy.upstream.port, timeout=60)
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection", "keep-alive")}
-                connection.request(self.command, self.path, body=body or None, headers=headers)
-                answer = connection.getresponse()
-                data = answer.read()
+                answer, data = self._forward(body)
                 self.send_response(answer.status)
                 for key, value in answer.getheaders():
                     if key.lower() not in ("connection", "transfer-encoding", "content-length", "server", "date"):
@@ -148,7 +147,16 @@ class FaultProxy:
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
-                connection.close()
+
+            def _forward(self, body: bytes):
+                connection = http.client.HTTPConnection(proxy.upstream.hostname, proxy.upstream.port, timeout=60)
+                try:
+                    headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection", "keep-alive")}
+                    connection.request(self.command, self.path, body=body or None, headers=headers)
+                    answer = connection.getresponse()
+                    return answer, answer.read()
+                finally:
+                    connection.close()
 
             do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _handle
 
@@ -158,7 +166,15 @@ class FaultProxy:
         self.thread.start()
 
     def refuse(self, predicate, status: int, error_type: str, times: int | None = None) -> None:
-        self.rules.append((predicate, status, error_type, None if times is None else [times]))
+        self.rules.append((predicate, status, error_type, None if times is None else [times], "refuse"))
+
+    def lose_answer(self, predicate, status: int = 500, error_type: str = "InternalFailureException") -> None:
+        """Forward the request (AWS acts on it), then answer with an error as if the answer was lost."""
+        self.rules.append((predicate, status, error_type, None, "lose"))
+
+    def fake_success(self, predicate) -> None:
+        """Answer 200 {} without forwarding: the caller believes AWS did what it asked."""
+        self.rules.append((predicate, 200, "", None, "fake"))
 
     def hold(self, predicate) -> None:
         self.holds.append((predicate, threading.Event()))
@@ -443,6 +459,119 @@ def test_rotate_that_cannot_revoke_the_old_certificate_leaves_the_old_identity_w
     assert certificate_ids(iot) == certificates_before  # the new certificate is gone again
     assert iot.list_thing_principals(thingName=thing_name)["principals"] == [old["certificateArn"]]
     assert accepted(emulator_, profile, old["roleAlias"], thing_name) == 200
+
+
+def profile_files(profile: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in profile.iterdir()}
+
+
+def assert_old_identity_untouched(emulator, iot, profile: Path, before: dict, certificates_before: dict,
+                                  thing_name: str, old: dict) -> None:
+    """Files byte for byte as before (no *.new, no *.old), no certificate left over (the new one is
+    deleted, not merely INACTIVE), the old one ACTIVE, attached, and accepted by the endpoint."""
+    assert profile_files(profile) == before
+    assert certificate_ids(iot) == certificates_before
+    assert certificate_status(iot, old["certificateId"]) == "ACTIVE"
+    assert iot.list_thing_principals(thingName=thing_name)["principals"] == [old["certificateArn"]]
+    assert accepted(emulator, profile, old["roleAlias"], thing_name) == 200
+
+
+def test_rotate_refused_create_certificate_from_csr_leaves_the_old_identity_working(
+        enrolled, emulator_, iot, proxy, tmp_path):
+    thing_name, profile, old = enrolled
+    before, certificates_before = profile_files(profile), certificate_ids(iot)
+    proxy.refuse(lambda method, path, query: method == "POST" and path == "/certificates", 403,
+                 "AccessDeniedException")
+    env = cli_env(emulator_, tmp_path, AWS_ENDPOINT_URL=proxy.url)
+    line = one_line_failure(run_cli(env, "rotate", "--profile-dir", str(profile)), 3)
+    assert "creating the certificate from the CSR failed: AccessDeniedException" in line
+    assert proxy.refused == ["POST /certificates"]
+    assert_old_identity_untouched(emulator_, iot, profile, before, certificates_before, thing_name, old)
+
+
+def test_rotate_refused_attach_thing_principal_rolls_the_new_certificate_back(
+        enrolled, emulator_, iot, proxy, tmp_path):
+    thing_name, profile, old = enrolled
+    before, certificates_before = profile_files(profile), certificate_ids(iot)
+    proxy.refuse(lambda method, path, query: method == "PUT" and path == f"/things/{thing_name}/principals", 403,
+                 "AccessDeniedException")
+    env = cli_env(emulator_, tmp_path, AWS_ENDPOINT_URL=proxy.url)
+    line = one_line_failure(run_cli(env, "rotate", "--profile-dir", str(profile)), 3)
+    assert f"attaching the new certificate to thing {thing_name} failed: AccessDeniedException" in line
+    assert "rolled back: certificate" in line and "deactivated and deleted" in line
+    assert proxy.refused == [f"PUT /things/{thing_name}/principals"]
+    assert_old_identity_untouched(emulator_, iot, profile, before, certificates_before, thing_name, old)
+
+
+def test_rotate_whose_new_certificate_the_endpoint_refuses_leaves_the_old_identity_working(
+        enrolled, emulator_, iot, proxy, tmp_path):
+    """The activation of the new certificate is answered 200 but never reaches the stand-in: the
+    certificate stays INACTIVE and the credentials endpoint refuses it (403), as AWS would."""
+    thing_name, profile, old = enrolled
+    before, certificates_before = profile_files(profile), certificate_ids(iot)
+    proxy.fake_success(lambda method, path, query: method == "PUT" and path.startswith("/certificates/")
+                       and path != f"/certificates/{old['certificateId']}" and query.get("newStatus") == "ACTIVE")
+    env = cli_env(emulator_, tmp_path, AWS_ENDPOINT_URL=proxy.url)
+    line = one_line_failure(run_cli(env, "rotate", "--profile-dir", str(profile)), 6)
+    assert "refused the certificate" in line and "403" in line
+    assert "rolled back: certificate" in line and "deactivated and deleted" in line
+    assert len(proxy.refused) == 1
+    assert_old_identity_untouched(emulator_, iot, profile, before, certificates_before, thing_name, old)
+
+
+def test_rotate_whose_revocation_answer_is_lost_checks_and_keeps_the_new_identity(
+        enrolled, emulator_, iot, proxy, tmp_path):
+    """UpdateCertificate REVOKED reaches AWS but every answer is a 500: the old certificate is
+    REVOKED all the same, so putting the old files back would leave a dead laptop."""
+    thing_name, profile, old = enrolled
+    keep = tmp_path / "old"
+    keep.mkdir()
+    for name in ("device.crt", "device.key"):
+        shutil.copy2(profile / name, keep / name)
+    proxy.lose_answer(lambda method, path, query: method == "PUT" and path == f"/certificates/{old['certificateId']}"
+                      and query.get("newStatus") == "REVOKED")
+    env = cli_env(emulator_, tmp_path, AWS_ENDPOINT_URL=proxy.url)
+    result = json.loads(ok(run_cli(env, "rotate", "--profile-dir", str(profile), "--json")).stdout)
+    assert proxy.refused, "the revocation was never attempted"
+    new = json.loads((profile / "device.json").read_text())
+    assert new["certificateId"] == result["newCertificateId"] != old["certificateId"]
+    assert not list(profile.glob("*.new")) and not list(profile.glob("*.old"))
+    assert certificate_status(iot, old["certificateId"]) == "REVOKED"
+    assert accepted(emulator_, profile, new["roleAlias"], thing_name) == 200
+    assert accepted(emulator_, keep, old["roleAlias"], thing_name) == 403
+
+
+def test_rotate_that_can_neither_revoke_nor_read_the_old_certificate_keeps_the_working_new_identity(
+        enrolled, emulator_, iot, proxy, tmp_path):
+    thing_name, profile, old = enrolled
+    keep = tmp_path / "old"
+    keep.mkdir()
+    for name in ("device.crt", "device.key"):
+        shutil.copy2(profile / name, keep / name)
+    old_path = f"/certificates/{old['certificateId']}"
+    proxy.refuse(lambda method, path, query: method == "PUT" and path == old_path
+                 and query.get("newStatus") == "REVOKED", 403, "AccessDeniedException")
+    reads = []  # the first DescribeCertificate (before the revocation) goes through, later ones are refused
+
+    def later_reads(method, path, query):
+        if method == "GET" and path == old_path:
+            reads.append(path)
+            return len(reads) > 1
+        return False
+
+    proxy.refuse(later_reads, 403, "AccessDeniedException")
+    env = cli_env(emulator_, tmp_path, AWS_ENDPOINT_URL=proxy.url)
+    line = one_line_failure(run_cli(env, "rotate", "--profile-dir", str(profile)), 3)
+    new = json.loads((profile / "device.json").read_text())
+    assert new["certificateId"] != old["certificateId"]
+    assert f"revoking certificate {old['certificateId']} failed: AccessDeniedException" in line
+    assert f"this laptop now uses certificate {new['certificateId']}, which works" in line
+    assert f"old certificate {old['certificateId']} may still be ACTIVE" in line
+    assert not list(profile.glob("*.new")) and not list(profile.glob("*.old"))
+    assert certificate_status(iot, new["certificateId"]) == "ACTIVE"
+    assert accepted(emulator_, profile, new["roleAlias"], thing_name) == 200
+    iot.update_certificate(certificateId=old["certificateId"], newStatus="REVOKED")  # what the message says to do
+    assert accepted(emulator_, keep, old["roleAlias"], thing_name) == 403
 
 
 def test_rotate_without_a_profile_is_a_local_file_error(env, tmp_path):

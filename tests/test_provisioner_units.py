@@ -51,7 +51,7 @@ def test_unreachable_endpoint_and_timeouts_are_network_errors():
 
 
 def test_no_region_is_a_configuration_error_with_the_fix():
-    with pytest.raises(AwsError, match="pass --region or set AWS_REGION"):
+    with pytest.raises(AwsError, match=r"no AWS region; pass --region or set AWS_DEFAULT_REGION \(or AWS_REGION\)"):
         with aws_errors("setting up"):
             raise NoRegionError()
 
@@ -78,3 +78,56 @@ def test_status_table_has_one_row_per_certificate_and_marks_empty_things():
         ["gone", "-", "NOT", "REGISTERED", "-"],
     ]
     assert rows[1].index("aa") == rows[2].index("bb") == rows[0].index("CERTIFICATE")  # aligned columns
+
+
+# ---------------------------------------------------------------- rotate's swap of the profile files
+
+def _staged_profile(tmp_path):
+    import types
+
+    from provisioner.commands._common import StagedProfile
+
+    names = ("device.crt", "device.key", "device.p12", "device.json")
+    for name in names:
+        (tmp_path / name).write_text(f"old {name}")
+        (tmp_path / (name + ".new")).write_text(f"new {name}")
+    return StagedProfile(types.SimpleNamespace(directory=tmp_path), names), names
+
+
+def test_swap_in_keeps_the_old_files_until_undo_puts_them_back(tmp_path):
+    staged, names = _staged_profile(tmp_path)
+    swapped = staged.swap_in()
+    assert {n: (tmp_path / n).read_text() for n in names} == {n: f"new {n}" for n in names}
+    assert {n: (tmp_path / (n + ".old")).read_text() for n in names} == {n: f"old {n}" for n in names}
+    assert swapped.undo() is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names)
+    assert {n: (tmp_path / n).read_text() for n in names} == {n: f"old {n}" for n in names}
+
+
+def test_swap_in_keep_removes_the_old_files(tmp_path):
+    staged, names = _staged_profile(tmp_path)
+    staged.swap_in().keep()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names)
+    assert {n: (tmp_path / n).read_text() for n in names} == {n: f"new {n}" for n in names}
+
+
+def test_a_failed_rename_during_swap_in_puts_the_old_files_back(tmp_path, monkeypatch):
+    import os
+
+    from provisioner.commands import _common
+    from provisioner.errors import LocalFileError
+
+    staged, names = _staged_profile(tmp_path)
+    real_replace = os.replace
+
+    def replace(source, target):
+        if str(source).endswith("device.p12.new"):
+            raise PermissionError(13, "Permission denied")
+        return real_replace(source, target)
+
+    monkeypatch.setattr(_common.os, "replace", replace)
+    with pytest.raises(LocalFileError, match=r"cannot install device.p12 in .*Permission denied.*the old files are "
+                                             r"back in place"):
+        staged.swap_in()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names)  # no *.new, no *.old
+    assert {n: (tmp_path / n).read_text() for n in names} == {n: f"old {n}" for n in names}

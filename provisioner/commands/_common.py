@@ -11,11 +11,12 @@ import getpass
 import json
 import os
 import platform as platform_module
+import shutil
 import socket
 import ssl
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
@@ -35,6 +36,7 @@ from provisioner.profile import (
 PASSWORD_ENV = "DEVICE_TRUST_PKCS12_PASSWORD"
 ENDPOINT_CA_ENV = "DEVICE_TRUST_ENDPOINT_CA"
 STAGING_SUFFIX = ".new"
+BACKUP_SUFFIX = ".old"
 # Pending key + CSR made by the `csr` verb, consumed by `install`.
 PENDING_KEY = "pending.key"
 PENDING_CSR = "pending.csr"
@@ -219,6 +221,38 @@ class StagedProfile:
                     f"are the *{STAGING_SUFFIX} ones there: rename them by hand"
                 ) from exc
 
+    def swap_in(self) -> "SwappedProfile":
+        """Like :meth:`commit`, but each current file is first kept as ``<file>.old`` (a hard
+        link, else a copy) so that :meth:`SwappedProfile.undo` can put the old identity back.
+
+        If a rename fails, the files already moved are put back, the staged files removed,
+        and LocalFileError raised: the old identity is as it was.
+        """
+        directory = self.profile.directory
+        swapped = SwappedProfile(directory)
+        try:
+            for name in self.names:
+                current, backup = directory / name, directory / (name + BACKUP_SUFFIX)
+                backup.unlink(missing_ok=True)  # a stale one from an interrupted run
+                if current.exists():
+                    try:
+                        os.link(current, backup)
+                    except OSError:
+                        shutil.copy2(current, backup)  # a file system without hard links
+                    swapped.backed_up.append(name)
+                os.replace(self.staged(name), current)
+                swapped.moved.append(name)
+        except BaseException as exc:
+            problem = swapped.undo()
+            self.discard()
+            if isinstance(exc, OSError):
+                raise LocalFileError(
+                    f"cannot install {name} in {directory} ({exc.strerror or exc}); "
+                    + (problem or "the old files are back in place")
+                ) from exc
+            raise
+        return swapped
+
     def discard(self) -> None:
         for name in self.names:
             try:
@@ -227,6 +261,46 @@ class StagedProfile:
                 pass
             except OSError:
                 pass  # best effort: a stale *.new file is overwritten by the next run
+
+
+@dataclass
+class SwappedProfile:
+    """New files in place, the replaced ones kept as ``<file>.old`` until :meth:`keep` or :meth:`undo`."""
+
+    directory: Path
+    backed_up: list = field(default_factory=list)  # names with a <name>.old
+    moved: list = field(default_factory=list)  # names whose new file is in place
+
+    def undo(self) -> str | None:
+        """Put the old files back (each an atomic rename; files that did not exist before are
+        removed). None on success, else one sentence saying what is left to do by hand."""
+        failed: list[str] = []
+        for name in reversed(self.moved):
+            current, backup = self.directory / name, self.directory / (name + BACKUP_SUFFIX)
+            try:
+                if name in self.backed_up:
+                    os.replace(backup, current)
+                else:
+                    current.unlink(missing_ok=True)
+            except OSError:
+                failed.append(name)
+        for name in self.backed_up:
+            if name not in self.moved:  # linked but never replaced: the current file is the old one
+                (self.directory / (name + BACKUP_SUFFIX)).unlink(missing_ok=True)
+        self.moved, self.backed_up = [], []
+        if failed:
+            return (f"could not put back {', '.join(failed)} in {self.directory}: rename each "
+                    f"<file>{BACKUP_SUFFIX} there over <file> by hand")
+        return None
+
+    def keep(self) -> None:
+        """The new files stay: remove the kept old ones (best effort)."""
+        for name in self.backed_up:
+            try:
+                (self.directory / (name + BACKUP_SUFFIX)).unlink(missing_ok=True)
+            except OSError:
+                pass
+        self.moved, self.backed_up = [], []
 
 
 def stage_profile(

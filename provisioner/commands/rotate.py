@@ -46,14 +46,20 @@ def run(args: argparse.Namespace) -> int:
         staged = _common.stage_profile(new, cert_pem=certificate.certificate_pem, p12=p12,
                                        key_pem=keys.private_key_pem(key))
         try:
-            # 2. Proof that the new identity works, 3. then the old certificate revoked.
+            # 2. Proof that the new identity works (from the staged files).
             credentials = _common.verify_identity(staged=staged)
-            enrollment.revoke_certificate(iot, old.certificate_id)
         except BaseException:
             staged.discard()
             raise
-    # 4. The old files replaced (each an atomic rename, device.json last).
-    staged.commit()
+        # 3. The new files in place (each an atomic rename, device.json last), the old ones
+        #    kept as *.old; a failed rename puts them back. Nothing is revoked yet.
+        swapped = staged.swap_in()
+    # 4. Only now the old certificate revoked: whatever happens, the laptop holds a working identity.
+    try:
+        enrollment.revoke_certificate(iot, old.certificate_id)
+    except BaseException as exc:
+        _recover_from_failed_revoke(iot, old, certificate, swapped, exc)
+    swapped.keep()
     try:
         enrollment.retire_certificate(iot, old.certificate_arn, old.thing_name)
     except DeviceTrustError as exc:
@@ -68,3 +74,42 @@ def run(args: argparse.Namespace) -> int:
         f"  the old certificate {old.certificate_id} is REVOKED.",
     ])
     return 0
+
+
+def _recover_from_failed_revoke(iot, old, certificate, swapped: _common.SwappedProfile, exc: BaseException) -> None:
+    """Revoking the old certificate failed (``exc``). Returns if AWS revoked it all the same (the
+    answer was lost); otherwise re-raises ``exc`` after making sure the laptop keeps a working identity:
+
+    * the old certificate is still ACTIVE: the old files are put back and the new certificate rolled
+      back, so the laptop is exactly as before the run;
+    * its status cannot be read, or the old files cannot be put back: the new identity (installed and
+      proven) stays, and the message says the old certificate may still be ACTIVE.
+    """
+    try:
+        description = enrollment.describe_certificate(iot, old.certificate_id)
+        status = None if description is None else description.get("status")
+    except DeviceTrustError:
+        description, status = None, "UNKNOWN"
+    if status == "REVOKED":
+        return
+    if description is not None:
+        problem = swapped.undo()
+        if problem is None:
+            summary = enrollment.undo_certificate(iot, certificate)
+            _add_to_message(exc, f"the old identity is back in place; {summary}")
+            raise exc
+        outcome = f"{problem}; certificate {certificate.certificate_id} stays ACTIVE"
+    else:
+        swapped.keep()
+        outcome = (f"this laptop now uses certificate {certificate.certificate_id}, which works; "
+                   f"old certificate {old.certificate_id} may still be ACTIVE: revoke it by hand "
+                   f"(aws iot update-certificate --certificate-id {old.certificate_id} --new-status REVOKED)")
+    _add_to_message(exc, outcome)
+    raise exc
+
+
+def _add_to_message(exc: BaseException, text: str) -> None:
+    if isinstance(exc, DeviceTrustError):
+        exc.args = (f"{exc} ({text})",)  # same object: class, exit code and cause unchanged
+    else:
+        _common.note(text)
