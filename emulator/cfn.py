@@ -1,11 +1,17 @@
 """CloudFormation resource types moto 5.2.5 lacks or resolves wrongly, added to moto.
 
 - AWS::IoT::ProvisioningTemplate (Ref = template name, GetAtt TemplateArn), new;
+  updates keep the template (new default version for a new body, the
+  pre-provisioning hook added or removed) except a TemplateType change, which
+  the CloudFormation reference marks "Update requires: Replacement";
 - AWS::IoT::ThingGroup (Ref = group name, GetAtt Arn / Id), new;
 - AWS::CDK::Metadata, accepted and ignored as CloudFormation ignores it;
 - AWS::IoT::Policy, AWS::IoT::RoleAlias, AWS::IoT::ThingType: Ref now returns the
   name as on AWS (moto left the Ref unresolved), and a policy document given as
-  a JSON object is stored as the JSON string IoT keeps.
+  a JSON object is stored as the JSON string IoT keeps; GetAtt Id of an IoT
+  policy is its name (moto answered name_version);
+- AWS::IAM::ManagedPolicy: GetAtt PolicyArn, PolicyId, DefaultVersionId (moto
+  had none), update and delete.
 
 Every model subclasses moto's CloudFormationModel directly, because moto finds
 resource types through CloudFormationModel.__subclasses__().
@@ -35,12 +41,18 @@ def _body_text(body: Any) -> str:
     return body if isinstance(body, str) else json.dumps(body)
 
 
+def _hook_of(props: dict[str, Any]) -> dict[str, Any] | None:
+    hook = props.get("PreProvisioningHook")
+    return decapitalize_dict(hook) if hook else None
+
+
 class CfnProvisioningTemplate(CloudFormationModel):
     def __init__(self, account_id: str, region_name: str, template: iot.ProvisioningTemplate) -> None:
         self.account_id = account_id
         self.region_name = region_name
         self.name = template.name
         self.arn = template.arn
+        self.template_type = template.template_type
 
     @staticmethod
     def cloudformation_name_type() -> str:
@@ -71,7 +83,6 @@ class CfnProvisioningTemplate(CloudFormationModel):
     ) -> "CfnProvisioningTemplate":
         props = cloudformation_json["Properties"]
         backend = iot_backends[account_id][region_name]
-        hook = props.get("PreProvisioningHook")
         template = iot.create_provisioning_template(
             backend,
             name=_name_from(props, "TemplateName", resource_name, 36),
@@ -80,7 +91,7 @@ class CfnProvisioningTemplate(CloudFormationModel):
             description=props.get("Description", ""),
             enabled=str(props.get("Enabled", False)).lower() == "true",
             template_type=props.get("TemplateType", "FLEET_PROVISIONING"),
-            hook=decapitalize_dict(hook) if hook else None,
+            hook=_hook_of(props),
         )
         return cls(account_id, region_name, template)
 
@@ -95,9 +106,26 @@ class CfnProvisioningTemplate(CloudFormationModel):
     ) -> "CfnProvisioningTemplate":
         props = cloudformation_json["Properties"]
         backend = iot_backends[account_id][region_name]
-        name = _name_from(props, "TemplateName", new_resource_name, 36)
+        explicit_name = props.get("TemplateName")
+        # Without a TemplateName the physical name stays; moto offers a fresh random one on every update.
+        name = str(explicit_name) if explicit_name else original_resource.name
+        template_type = props.get("TemplateType", "FLEET_PROVISIONING")
+        if template_type != original_resource.template_type:
+            if explicit_name and name == original_resource.name:
+                from moto.cloudformation.exceptions import ValidationError
+
+                raise ValidationError(
+                    message=(
+                        "CloudFormation cannot update a stack when a custom-named resource requires replacing. "
+                        f"Rename {name} and update the stack again."
+                    )
+                )
+            if not explicit_name:
+                name = _name_from({}, "TemplateName", new_resource_name, 36)
         if name != original_resource.name:
-            created = cls.create_from_cloudformation_json(name, cloudformation_json, account_id, region_name)
+            created = cls.create_from_cloudformation_json(
+                name, dict(cloudformation_json, Properties=dict(props, TemplateName=name)), account_id, region_name
+            )
             original_resource.delete(account_id, region_name)
             return created
         template = iot.describe_provisioning_template(backend, name)
@@ -113,6 +141,8 @@ class CfnProvisioningTemplate(CloudFormationModel):
             description=props.get("Description", ""),
             enabled=str(props.get("Enabled", False)).lower() == "true",
             role_arn=props.get("ProvisioningRoleArn"),
+            hook=_hook_of(props),
+            remove_hook=_hook_of(props) is None and template.hook is not None,
         )
         return cls(account_id, region_name, template)
 
@@ -186,7 +216,8 @@ class CfnThingGroup(CloudFormationModel):
         region_name: str,
     ) -> "CfnThingGroup":
         props = cloudformation_json["Properties"]
-        name = _name_from(props, "ThingGroupName", new_resource_name, 128)
+        # Without a ThingGroupName the physical name stays; moto offers a fresh random one on every update.
+        name = str(props.get("ThingGroupName") or original_resource.name)
         if name != original_resource.name:
             created = cls.create_from_cloudformation_json(name, cloudformation_json, account_id, region_name)
             original_resource.delete(account_id, region_name)
@@ -253,6 +284,18 @@ def _patch_existing_models() -> None:
     for model, attribute in name_attributes.items():
         setattr(model, "physical_resource_id", property(lambda self, a=attribute: getattr(self, a)))
 
+    def policy_attribute(self: Any, attribute_name: str) -> Any:
+        """AWS::IoT::Policy: GetAtt Arn is the ARN, GetAtt Id the policy name."""
+        from moto.cloudformation.exceptions import UnformattedGetAttTemplateException
+
+        if attribute_name == "Arn":
+            return self.arn
+        if attribute_name == "Id":
+            return self.name
+        raise UnformattedGetAttTemplateException()
+
+    iot_models.FakePolicy.get_cfn_attribute = policy_attribute  # type: ignore[method-assign]
+
     policy_create = iot_models.FakePolicy.create_from_cloudformation_json.__func__  # type: ignore[attr-defined]
     policy_update = iot_models.FakePolicy.update_from_cloudformation_json.__func__  # type: ignore[attr-defined]
 
@@ -279,7 +322,8 @@ def _patch_existing_models() -> None:
 
 
 def _patch_managed_policy() -> None:
-    """AWS::IAM::ManagedPolicy: moto creates it but neither updates nor deletes it."""
+    """AWS::IAM::ManagedPolicy: moto creates it but neither updates nor deletes it, and
+    resolves none of its GetAtt attributes."""
     from moto.iam.models import ManagedPolicy, iam_backends
 
     def backend(policy: Any) -> Any:
@@ -322,6 +366,24 @@ def _patch_managed_policy() -> None:
             iam.detach_role_policy(original_resource.arn, role_name)
         return original_resource
 
+    attributes = {
+        "PolicyArn": lambda policy: policy.arn,
+        "PolicyId": lambda policy: policy.id,
+        "DefaultVersionId": lambda policy: policy.default_version_id,
+    }
+
+    def has_cfn_attr(cls: Any, attr: str) -> bool:
+        return attr in attributes
+
+    def get_cfn_attribute(self: Any, attribute_name: str) -> Any:
+        from moto.cloudformation.exceptions import UnformattedGetAttTemplateException
+
+        if attribute_name not in attributes:
+            raise UnformattedGetAttTemplateException()
+        return attributes[attribute_name](self)
+
+    ManagedPolicy.has_cfn_attr = classmethod(has_cfn_attr)  # type: ignore[method-assign,assignment]
+    ManagedPolicy.get_cfn_attribute = get_cfn_attribute  # type: ignore[method-assign]
     ManagedPolicy.delete = delete  # type: ignore[attr-defined]
     ManagedPolicy.update_from_cloudformation_json = classmethod(update)  # type: ignore[method-assign,assignment]
 

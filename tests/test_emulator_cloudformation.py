@@ -310,3 +310,150 @@ def test_role_update_keeps_max_session_duration_and_trust(emulator):
     trust = role["AssumeRolePolicyDocument"]
     trust = json.loads(trust) if isinstance(trust, str) else trust
     assert trust["Statement"][0]["Principal"]["Service"] == "credentials.iot.amazonaws.com"
+
+
+# ---------------------------------------------------------------- GetAtt values and updates AWS's reference documents
+
+
+def update_stack(emulator, stack_name: str, template: dict) -> dict:
+    cloudformation = emulator.client("cloudformation")
+    cloudformation.update_stack(StackName=stack_name, TemplateBody=json.dumps(template), Capabilities=["CAPABILITY_NAMED_IAM"])
+    return wait(cloudformation, stack_name)
+
+
+def policies_template(suffix: str, action: str = "iot:RegisterThing") -> dict:
+    return {
+        "Resources": {
+            "DevicePolicy": {
+                "Type": "AWS::IoT::Policy",
+                "Properties": {
+                    "PolicyName": f"device-{suffix}",
+                    "PolicyDocument": {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "iot:Connect", "Resource": "*"}]},
+                },
+            },
+            "ProvisionerPolicy": {
+                "Type": "AWS::IAM::ManagedPolicy",
+                "Properties": {
+                    "ManagedPolicyName": f"provisioner-{suffix}",
+                    "PolicyDocument": {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": action, "Resource": "*"}]},
+                },
+            },
+        },
+        "Outputs": {
+            "DevicePolicyId": {"Value": {"Fn::GetAtt": ["DevicePolicy", "Id"]}},
+            "ProvisionerPolicyArn": {"Value": {"Fn::GetAtt": ["ProvisionerPolicy", "PolicyArn"]}},
+            "ProvisionerPolicyId": {"Value": {"Fn::GetAtt": ["ProvisionerPolicy", "PolicyId"]}},
+            "ProvisionerPolicyVersion": {"Value": {"Fn::GetAtt": ["ProvisionerPolicy", "DefaultVersionId"]}},
+        },
+    }
+
+
+def test_getatt_gives_iot_policy_name_as_id_and_managed_policy_arn_id_and_default_version(emulator):
+    suffix = uuid.uuid4().hex[:8]
+    stack_name = f"cfn-{suffix}"
+    deployed = deploy_template(emulator, policies_template(suffix), stack_name=stack_name)
+    iam_policy = emulator.client("iam").get_policy(PolicyArn=f"arn:aws:iam::{ACCOUNT}:policy/provisioner-{suffix}")["Policy"]
+
+    assert deployed.outputs == {
+        "DevicePolicyId": f"device-{suffix}",
+        "ProvisionerPolicyArn": f"arn:aws:iam::{ACCOUNT}:policy/provisioner-{suffix}",
+        "ProvisionerPolicyId": iam_policy["PolicyId"],
+        "ProvisionerPolicyVersion": "v1",
+    }
+
+    stack = update_stack(emulator, stack_name, policies_template(suffix, action="iot:DescribeEndpoint"))
+    assert stack["StackStatus"] == "UPDATE_COMPLETE"
+    assert outputs_of(stack)["ProvisionerPolicyVersion"] == "v2"
+    assert outputs_of(stack)["ProvisionerPolicyId"] == iam_policy["PolicyId"]
+
+
+def template_resource_template(*, name: str | None, template_type: str = "FLEET_PROVISIONING", hook: dict | None = None) -> dict:
+    props: dict = {
+        "ProvisioningRoleArn": f"arn:aws:iam::{ACCOUNT}:role/provisioning",
+        "TemplateBody": json.dumps({"Resources": {"certificate": {"Type": "AWS::IoT::Certificate", "Properties": {"CertificateId": "x"}}}}),
+        "TemplateType": template_type,
+    }
+    if name:
+        props["TemplateName"] = name
+    if hook:
+        props["PreProvisioningHook"] = hook
+    return {
+        "Resources": {"Template": {"Type": "AWS::IoT::ProvisioningTemplate", "Properties": props}},
+        "Outputs": {"TemplateName": {"Value": {"Ref": "Template"}}},
+    }
+
+
+HOOK = {"TargetArn": f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:check-laptop", "PayloadVersion": "2020-04-01"}
+
+
+def test_provisioning_template_update_adds_and_removes_the_pre_provisioning_hook_in_place(emulator):
+    suffix = uuid.uuid4().hex[:8]
+    stack_name = f"cfn-{suffix}"
+    name = deploy_template(emulator, template_resource_template(name=None), stack_name=stack_name).outputs["TemplateName"]
+    iot = emulator.client("iot")
+    assert "preProvisioningHook" not in iot.describe_provisioning_template(templateName=name)
+
+    stack = update_stack(emulator, stack_name, template_resource_template(name=None, hook=HOOK))
+    assert stack["StackStatus"] == "UPDATE_COMPLETE"
+    assert outputs_of(stack)["TemplateName"] == name
+    assert iot.describe_provisioning_template(templateName=name)["preProvisioningHook"] == {
+        "targetArn": HOOK["TargetArn"],
+        "payloadVersion": "2020-04-01",
+    }
+
+    stack = update_stack(emulator, stack_name, template_resource_template(name=None))
+    assert stack["StackStatus"] == "UPDATE_COMPLETE"
+    assert outputs_of(stack)["TemplateName"] == name
+    assert "preProvisioningHook" not in iot.describe_provisioning_template(templateName=name)
+
+
+def test_provisioning_template_type_change_replaces_the_template(emulator):
+    suffix = uuid.uuid4().hex[:8]
+    stack_name = f"cfn-{suffix}"
+    old_name = deploy_template(emulator, template_resource_template(name=None), stack_name=stack_name).outputs["TemplateName"]
+
+    stack = update_stack(emulator, stack_name, template_resource_template(name=None, template_type="JITP"))
+
+    assert stack["StackStatus"] == "UPDATE_COMPLETE"
+    new_name = outputs_of(stack)["TemplateName"]
+    assert new_name != old_name
+    iot = emulator.client("iot")
+    assert iot.describe_provisioning_template(templateName=new_name)["type"] == "JITP"
+    with pytest.raises(ClientError) as excinfo:
+        iot.describe_provisioning_template(templateName=old_name)
+    assert excinfo.value.response["Error"]["Code"] == "ResourceNotFoundException"
+
+
+def test_provisioning_template_type_change_of_a_named_template_rolls_the_update_back(emulator):
+    suffix = uuid.uuid4().hex[:8]
+    stack_name = f"cfn-{suffix}"
+    deploy_template(emulator, template_resource_template(name=f"tpl-{suffix}"), stack_name=stack_name)
+    cloudformation = emulator.client("cloudformation")
+
+    # The CDK CLI's path: a change set, executed; AWS cannot replace a custom-named resource.
+    cloudformation.create_change_set(
+        StackName=stack_name,
+        ChangeSetName="to-jitp",
+        ChangeSetType="UPDATE",
+        TemplateBody=json.dumps(template_resource_template(name=f"tpl-{suffix}", template_type="JITP")),
+        Capabilities=["CAPABILITY_NAMED_IAM"],
+    )
+    cloudformation.execute_change_set(StackName=stack_name, ChangeSetName="to-jitp")
+    stack = wait(cloudformation, stack_name)
+
+    assert stack["StackStatus"] == "UPDATE_ROLLBACK_COMPLETE"
+    assert "custom-named resource requires replacing" in stack["StackStatusReason"]
+    assert emulator.client("iot").describe_provisioning_template(templateName=f"tpl-{suffix}")["type"] == "FLEET_PROVISIONING"
+
+
+def test_update_of_unnamed_template_and_group_keeps_their_generated_names(emulator):
+    suffix = uuid.uuid4().hex[:8]
+    stack_name = f"unnamed-{suffix}"
+    before = deploy_template(emulator, stack_template(suffix, named=False), stack_name=stack_name).outputs
+    stack = update_stack(emulator, stack_name, stack_template(suffix, named=False, description="all laptops"))
+    assert stack["StackStatus"] == "UPDATE_COMPLETE"
+    after = outputs_of(stack)
+    assert (after["ProvisioningTemplateName"], after["ThingGroupName"]) == (before["ProvisioningTemplateName"], before["ThingGroupName"])
+    iot = emulator.client("iot")
+    assert iot.describe_provisioning_template(templateName=after["ProvisioningTemplateName"])["description"] == "all laptops"
+    assert iot.describe_thing_group(thingGroupName=after["ThingGroupName"])["thingGroupProperties"]["thingGroupDescription"] == "all laptops"
