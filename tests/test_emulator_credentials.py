@@ -10,6 +10,8 @@ import shutil
 import socket
 import ssl
 import subprocess
+import threading
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -423,3 +425,137 @@ def test_parallel_devices_are_served_concurrently(emulator, make_device):
     with ThreadPoolExecutor(max_workers=12) as pool:
         statuses = list(pool.map(lambda i: fetch(emulator, devices[i % 3])[0], range(24)))
     assert statuses == [200] * 24
+
+
+# ---------------------------------------------------------------- quotas (--throttle)
+
+
+def enroll_on(running, tmp_path: Path) -> Device:
+    """One device on a private (throttled) stand-in; boto3's standard retries ride out its quotas."""
+    from botocore.config import Config
+
+    patient = Config(retries={"mode": "standard", "max_attempts": 10})
+    iot, iam = running.client("iot", config=patient), running.client("iam", config=patient)
+    role_alias, role_name, thing_name = unique("alias"), unique("role"), unique("laptop")
+    role_arn = iam.create_role(RoleName=role_name, AssumeRolePolicyDocument=json.dumps(TRUST_CREDENTIALS_PROVIDER))["Role"]["Arn"]
+    iot.create_role_alias(roleAlias=role_alias, roleArn=role_arn, credentialDurationSeconds=900)
+    key, csr = make_key_and_csr(thing_name)
+    cert = iot.create_certificate_from_csr(certificateSigningRequest=csr, setAsActive=True)
+    iot.create_policy(policyName=role_alias, policyDocument=policy_document(allow(alias_arn(role_alias))))
+    iot.attach_policy(policyName=role_alias, target=cert["certificateArn"])
+    iot.create_thing(thingName=thing_name)
+    iot.attach_thing_principal(thingName=thing_name, principal=cert["certificateArn"])
+    cert_path, key_path = write_client_files(tmp_path / thing_name, cert["certificatePem"], key)
+    return Device(thing_name, cert["certificateId"], cert["certificateArn"], role_alias, role_name, cert_path, key_path)
+
+
+class Hammer:
+    """Keep-alive mutual-TLS connections that GET one credentials path as fast as they can."""
+
+    def __init__(self, running, device: Device, path: str, connections: int = 4) -> None:
+        self._running, self._device, self._path = running, device, path
+        self.answers: list[tuple[int, dict[str, str], bytes]] = []
+        self.first_throttled = threading.Event()
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._loop, daemon=True) for _ in range(connections)]
+
+    def _loop(self) -> None:
+        import http.client
+
+        context = ssl.create_default_context(cafile=str(self._running.ca_file))
+        context.load_cert_chain(certfile=str(self._device.cert_path), keyfile=str(self._device.key_path))
+        host, port = self._running.credentials_endpoint.rsplit(":", 1)
+        connection = http.client.HTTPSConnection(host, int(port), context=context, timeout=10)
+        try:
+            while not self._stop.is_set():
+                connection.request("GET", self._path)
+                response = connection.getresponse()
+                answer = (response.status, {k.lower(): v for k, v in response.getheaders()}, response.read())
+                self.answers.append(answer)
+                if answer[0] == 429:
+                    self.first_throttled.set()
+        finally:
+            connection.close()
+
+    def __enter__(self) -> "Hammer":
+        for thread in self._threads:
+            thread.start()
+        assert self.first_throttled.wait(30), "the credentials endpoint never throttled the burst"
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(15)
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def test_throttle_answers_a_credentials_burst_with_well_formed_429s(tmp_path):
+    from tests.fixtures.emulator import start_emulator
+
+    with start_emulator(tmp_path / "state", throttle=True) as running:
+        device = enroll_on(running, tmp_path)
+        with Hammer(running, device, f"/role-aliases/{device.role_alias}/credentials") as hammer:
+            time.sleep(0.3)
+        statuses = {status for status, _, _ in hammer.answers}
+        assert statuses == {200, 429}, statuses
+        for status, headers, body in hammer.answers:
+            if status == 429:
+                assert headers["x-amzn-errortype"] == "ThrottlingException"
+                assert headers["content-type"] == "application/json"
+                assert headers["x-amzn-requestid"]
+                assert json.loads(body) == {"message": "Rate exceeded"}
+            else:
+                assert set(json.loads(body)["credentials"]) == {"accessKeyId", "secretAccessKey", "sessionToken", "expiration"}
+
+
+def test_provisioner_client_retries_a_throttled_fetch_until_it_gets_credentials(tmp_path, monkeypatch):
+    from provisioner.credentials_client import fetch_credentials
+    from tests.fixtures.emulator import start_emulator
+
+    for variable in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(variable, raising=False)
+    with start_emulator(tmp_path / "state", throttle=True) as running:
+        device = enroll_on(running, tmp_path)
+        fetch_path = f"/role-aliases/{device.role_alias}/credentials"
+        # The quota is per operation, not per alias: a burst on another alias drains it too, and
+        # tells the client's attempts (on the real alias) apart in the stand-in's log.
+        for _ in range(3):
+            log_before = len(running.log_text().splitlines())
+            with Hammer(running, device, "/role-aliases/burst/credentials") as hammer:
+                timer = threading.Timer(1.0, hammer.stop)
+                timer.start()
+                credentials = fetch_credentials(
+                    endpoint=running.credentials_endpoint,
+                    role_alias=device.role_alias,
+                    cert_path=device.cert_path,
+                    key_path=device.key_path,
+                    ca_path=running.ca_file,
+                    thing_name=device.thing_name,
+                    max_attempts=10,
+                )
+                timer.join()
+            time.sleep(0.2)
+            attempts = [line for line in running.log_text().splitlines()[log_before:] if f"GET {fetch_path} ->" in line]
+            if len(attempts) > 1:
+                break
+        # Every attempt but the last was throttled; the last got the credentials.
+        assert len(attempts) > 1, "the client's first attempt was never throttled"
+        assert all("-> 429 ThrottlingException" in line for line in attempts[:-1]), attempts
+        assert "-> 200" in attempts[-1], attempts
+        assert credentials.access_key_id and credentials.session_token
+        identity = boto3_session_for(running, credentials).client("sts", endpoint_url=running.endpoint_url).get_caller_identity()
+        assert identity["Arn"].endswith(f":assumed-role/{device.role_name}/{device.certificate_id}")
+
+
+def boto3_session_for(running, credentials):
+    import boto3
+
+    return boto3.session.Session(
+        aws_access_key_id=credentials.access_key_id,
+        aws_secret_access_key=credentials.secret_access_key,
+        aws_session_token=credentials.session_token,
+        region_name="us-east-1",
+    )
