@@ -5,7 +5,9 @@ Whether the credentials endpoint accepts a certificate is checked with the stand
 ssl + http.client helper, not with the provisioner. AWS refusals the stand-in cannot be
 made to produce on demand (an operator without iot:UpdateCertificate, throttling) are
 injected by a small HTTP proxy between the provisioner and the stand-in: the provisioner
-still goes through its real door, boto3 over HTTP.
+still goes through its real door, boto3 over HTTP. The proxy can also forward a request
+and lose its answer (AWS acted, the caller got an error) or answer 200 without
+forwarding (the caller believes AWS acted).
 """
 from __future__ import annotations
 
