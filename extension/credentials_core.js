@@ -75,6 +75,22 @@ export function senderAllowed(sender, config, extensionId) {
   return config.allowedOrigins.includes(sender.origin);
 }
 
+// Whether the credentials endpoint (host[:port]) is one the manifest's host_permissions name, read as
+// Chrome reads match patterns: https only, "*.suffix" also covers "suffix" itself, no port = any port.
+// Chrome lets the service worker fetch from every host its content scripts match (all https pages here),
+// so host_permissions alone would not keep it to the credentials endpoints: this check does.
+export function endpointPermitted(credentialsEndpoint, hostPermissions) {
+  if (typeof credentialsEndpoint !== "string" || !HOST_PORT.test(credentialsEndpoint)) return false;
+  const host = credentialsEndpoint.toLowerCase().replace(/:[0-9]+$/, "");
+  for (const pattern of Array.isArray(hostPermissions) ? hostPermissions : []) {
+    const match = /^https:\/\/(\*\.)?([a-z0-9.-]+)\/\*$/.exec(typeof pattern === "string" ? pattern : "");
+    if (!match) continue;
+    const [, wildcard, patternHost] = match;
+    if (host === patternHost || (wildcard && host.endsWith(`.${patternHost}`))) return true;
+  }
+  return false;
+}
+
 export function credentialsUrl(config) {
   return `https://${config.credentialsEndpoint}/role-aliases/${encodeURIComponent(config.roleAlias)}/credentials`;
 }
@@ -123,6 +139,13 @@ export function networkError(cause) {
   return {
     code: "network-error",
     message: `the credentials endpoint could not be reached or refused the TLS handshake (${reason.slice(0, 200)})`,
+  };
+}
+
+export function endpointNotPermittedError(credentialsEndpoint) {
+  return {
+    code: "endpoint-not-permitted",
+    message: `this extension may not fetch from ${credentialsEndpoint}: its manifest's host_permissions do not name it`,
   };
 }
 

@@ -7,6 +7,8 @@ import {
   FAILURE_BACKOFF_MS,
   REQUEST_TYPE,
   credentialsUrl,
+  endpointNotPermittedError,
+  endpointPermitted,
   networkError,
   notConfiguredError,
   parseConfig,
@@ -91,6 +93,11 @@ async function answer(sender) {
     return null;
   }
   if (!senderAllowed(sender, config, chrome.runtime.id)) return null; // other origins get nothing
+  // Only the endpoints the manifest names (the shipped one: AWS IoT's credentials provider; the stand-in
+  // variant: also https://localhost), whatever else Chrome would let the worker reach.
+  if (!endpointPermitted(config.credentialsEndpoint, chrome.runtime.getManifest().host_permissions)) {
+    return { type: ERROR_TYPE, error: endpointNotPermittedError(config.credentialsEndpoint) };
+  }
   const result = await credentialsFor(config);
   if (result.credentials) return { type: CREDENTIALS_TYPE, credentials: result.credentials };
   return { type: ERROR_TYPE, error: result.error };

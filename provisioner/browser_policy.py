@@ -11,6 +11,9 @@ origins (its managed configuration, ``extension/schema.json``):
 * macOS: a configuration profile (``.mobileconfig``) holding the PKCS#12 identity and the
   ``com.google.Chrome`` and extension managed preferences.
 
+Also the manifest of the extension's stand-in variant (:func:`stand_in_manifest`), which may
+reach the local stand-in's endpoint on ``https://localhost`` as well.
+
 Nothing here reads files, prompts or prints; :mod:`provisioner.commands.browser_policy`
 does that.
 """
@@ -37,6 +40,11 @@ OPERATING_SYSTEMS = ("macos", "windows", "linux")
 LINUX_POLICY_DIRS = ("/etc/opt/chrome/policies/managed", "/etc/chromium/policies/managed")
 WINDOWS_POLICY_KEY = r"HKEY_LOCAL_MACHINE\SOFTWARE\Policies\Google\Chrome"
 MACOS_CHROME_DOMAIN = "com.google.Chrome"
+
+# What the stand-in variant of the extension adds to the shipped manifest's host permissions: the local
+# stand-in's credentials endpoint (match patterns without a port match every port). The shipped
+# extension/manifest.json grants only the AWS IoT credentials provider's endpoints.
+STAND_IN_HOST_PERMISSION = "https://localhost/*"
 
 _EXTENSION_ID = re.compile(r"[a-p]{32}")
 _LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "[::1]"}
@@ -170,6 +178,22 @@ def build_policy(*, credentials_endpoint: str, certificate_pem: bytes, role_alia
         extension_id=extension_id,
         extension_update_url=extension_update_url,
     )
+
+
+def stand_in_manifest(manifest: dict) -> dict:
+    """The shipped extension manifest, with the local stand-in's endpoint added to ``host_permissions``.
+
+    Nothing else changes: in particular ``"key"`` stays, so the stand-in variant has the same
+    extension id and the same managed configuration applies to it. ``manifest`` is not modified.
+    ValueError when it is not an extension manifest with a ``host_permissions`` list.
+    """
+    permissions = manifest.get("host_permissions") if isinstance(manifest, dict) else None
+    if not isinstance(permissions, list):
+        raise ValueError("it has no host_permissions list")
+    variant = dict(manifest)
+    if STAND_IN_HOST_PERMISSION not in permissions:
+        variant["host_permissions"] = [*permissions, STAND_IN_HOST_PERMISSION]
+    return variant
 
 
 def _auto_select_string(policy: BrowserPolicy) -> str:

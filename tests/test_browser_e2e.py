@@ -2,7 +2,8 @@
 
 A laptop is enrolled with `python -m provisioner enroll`; its PKCS#12 and the endpoint CA
 go into an NSS database under a test HOME; the Linux policy file `browser-policy` wrote
-is installed as is in /etc/chromium/policies/managed; the extension is loaded unpacked.
+is installed as is in /etc/chromium/policies/managed; the extension's stand-in variant
+(`browser-policy --stand-in-extension`) is loaded unpacked.
 Then the demo page, served on an allowed origin, gets credentials from the extension
 (Chromium presents the certificate by policy, with no dialog) and calls STS
 GetCallerIdentity with them; the same page on another origin gets no answer at all; and
@@ -26,13 +27,13 @@ from tests.fixtures.browser import (
     installed_chromium_policy,
     make_nss_db,
     require_chromium_tools,
+    stand_in_extension,
     static_site,
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[1]
-EXTENSION_DIR = REPO / "extension"
 WEBAPP_DIR = REPO / "webapp"
 P12_PASSWORD = "browser-test-password"
 ACCOUNT_ID = "123456789012"
@@ -54,6 +55,7 @@ class Laptop:
     profile_dir: Path
     home: Path
     policy_file: Path
+    extension_dir: Path
     web_port: int
     sts_url: str
 
@@ -81,7 +83,9 @@ def laptop(emulator, deployed_stack, web_port, tmp_path) -> Laptop:
     home = tmp_path / "home"
     make_nss_db(home, pkcs12_path=profile_dir / "device.p12", pkcs12_password=P12_PASSWORD,
                 ca_path=profile_dir / "endpoint-ca.pem")
-    return Laptop(thing_name, profile_dir, home, policy_dir / "device-trust-local.json", web_port,
+    # The stand-in's credentials endpoint is https://localhost:<port>, which only the stand-in variant may reach.
+    extension_dir = stand_in_extension(tmp_path / "extension-stand-in")
+    return Laptop(thing_name, profile_dir, home, policy_dir / "device-trust-local.json", extension_dir, web_port,
                   emulator.endpoint_url)
 
 
@@ -98,8 +102,8 @@ def run_demo(browser: Chromium, url: str, timeout_ms: int) -> dict:
 
 
 def start_browser(laptop: Laptop, tmp_path: Path, name: str) -> Chromium:
-    browser = Chromium(home=laptop.home, user_data_dir=tmp_path / f"chromium-{name}", extension_dir=EXTENSION_DIR,
-                       log_path=tmp_path / f"chromium-{name}.log")
+    browser = Chromium(home=laptop.home, user_data_dir=tmp_path / f"chromium-{name}",
+                       extension_dir=laptop.extension_dir, log_path=tmp_path / f"chromium-{name}.log")
     # The extension's service worker must be running before a page asks.
     browser.wait_for_target(lambda t: t["type"] == "service_worker" and "/service_worker.js" in t["url"])
     return browser

@@ -33,6 +33,7 @@ from tests.fixtures.browser import (
     installed_chromium_policy,
     make_nss_db,
     require_chromium_tools,
+    stand_in_extension,
     static_site,
 )
 
@@ -154,9 +155,10 @@ def web_port():
 
 
 @contextlib.contextmanager
-def browser_for(endpoint, web_port, tmp_path, edit_policy=None):
+def browser_for(endpoint, web_port, tmp_path, edit_policy=None, extension_dir=None):
     """A device profile for the test endpoint, its policy written by browser-policy (optionally edited),
-    an NSS DB with the device identity, the policy installed, and Chromium with the extension."""
+    an NSS DB with the device identity, the policy installed, and Chromium with the extension: its
+    stand-in variant unless ``extension_dir`` says otherwise (the endpoint is on https://localhost)."""
     profile = tmp_path / "profile"
     profile.mkdir(mode=0o700)
     (profile / "device.crt").write_bytes(endpoint.device_cert_pem)
@@ -179,7 +181,9 @@ def browser_for(endpoint, web_port, tmp_path, edit_policy=None):
     home = tmp_path / "home"
     make_nss_db(home, pkcs12_path=profile / "device.p12", pkcs12_password=P12_PASSWORD, ca_path=endpoint.ca_path)
     with installed_chromium_policy(policy_file):
-        browser = Chromium(home=home, user_data_dir=tmp_path / "chromium", extension_dir=REPO / "extension",
+        if extension_dir is None:
+            extension_dir = stand_in_extension(tmp_path / "extension-stand-in")
+        browser = Chromium(home=home, user_data_dir=tmp_path / "chromium", extension_dir=extension_dir,
                            log_path=tmp_path / "chromium.log")
         try:
             browser.wait_for_target(lambda t: t["type"] == "service_worker" and "/service_worker.js" in t["url"])
@@ -270,5 +274,17 @@ def test_certificate_is_presented_only_when_the_policy_filter_names_it(endpoint,
 
     with browser_for(endpoint, web_port, tmp_path, edit_policy=other_laptop) as browser:
         [answer] = ask(browser, f"http://127.0.0.1:{web_port}/index.html")
+    print("DEBUG", answer, endpoint.requests)
     assert answer["error"]["code"] == "network-error", answer
     assert endpoint.requests == []
+
+
+def test_shipped_extension_does_not_call_an_endpoint_on_localhost(endpoint, web_port, tmp_path):
+    # The same laptop and policy with extension/ as shipped: its manifest names only the AWS IoT credentials
+    # endpoints, so it refuses https://localhost (the stand-in variant is for that). Chrome alone would let
+    # it through: the content scripts' match patterns (every https page) count as host access.
+    with browser_for(endpoint, web_port, tmp_path, extension_dir=REPO / "extension") as browser:
+        [answer] = ask(browser, f"http://127.0.0.1:{web_port}/index.html")
+    assert answer == {"error": {"code": "endpoint-not-permitted", "message": (
+        f"this extension may not fetch from {endpoint.address}: its manifest's host_permissions do not name it")}}
+    assert endpoint.requests == [], "no request reached the endpoint"

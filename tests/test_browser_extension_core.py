@@ -128,9 +128,13 @@ def test_endpoint_refusals_become_error_objects_with_awss_message():
 SERVICE_WORKER = (REPO / "extension" / "service_worker.js").as_uri()
 
 
-def ask_service_worker(config: dict, who: dict) -> dict:
-    """Load the real service_worker.js in Node with a stand-in `chrome` and a recording `fetch`, send it one
-    request from ``who`` and return {"answer": ..., "fetches": [{url, init}, ...]}."""
+SHIPPED_MANIFEST = json.loads((REPO / "extension" / "manifest.json").read_text())
+AWS_CONFIG = {**CONFIG, "credentialsEndpoint": "c2abcdefgh1234.credentials.iot.eu-south-2.amazonaws.com"}
+
+
+def ask_service_worker(config: dict, who: dict, manifest: dict = SHIPPED_MANIFEST) -> dict:
+    """Load the real service_worker.js in Node with a stand-in `chrome` (its manifest ``manifest``) and a
+    recording `fetch`, send it one request from ``who`` and return {"answer": ..., "fetches": [{url, init}]}."""
     node = shutil.which("node")
     if node is None:
         pytest.fail("node is missing: it comes with the CDK toolchain (make setup)")
@@ -140,7 +144,8 @@ def ask_service_worker(config: dict, who: dict) -> dict:
 const fetches = [];
 let listener = null;
 globalThis.chrome = {{
-  runtime: {{ id: {json.dumps(EXTENSION_ID)}, onMessage: {{ addListener: (f) => {{ listener = f; }} }} }},
+  runtime: {{ id: {json.dumps(EXTENSION_ID)}, getManifest: () => ({json.dumps(manifest)}),
+             onMessage: {{ addListener: (f) => {{ listener = f; }} }} }},
   storage: {{ managed: {{ get: async () => ({json.dumps(config)}) }}, onChanged: {{ addListener: () => {{}} }} }},
 }};
 globalThis.fetch = async (url, init) => {{
@@ -162,14 +167,59 @@ process.stdout.write(JSON.stringify({{ answer, fetches }}));
 def test_service_worker_asks_for_the_client_certificate_and_nothing_cached_or_redirected():
     # credentials "omit" would leave Chrome free to send no client certificate (Chromium presents one then
     # only because of crbug.com/775438): the mutual-TLS endpoint needs the certificate, so ask for it.
-    out = ask_service_worker(CONFIG, sender("https://app.example.com"))
+    out = ask_service_worker(AWS_CONFIG, sender("https://app.example.com"))
     assert out["answer"]["type"] == "device-trust:credentials", out
     [request] = out["fetches"]
-    assert request["url"] == "https://localhost:8443/role-aliases/alias/credentials"
+    assert request["url"] == f"https://{AWS_CONFIG['credentialsEndpoint']}/role-aliases/alias/credentials"
     assert request["init"] == {"method": "GET", "headers": {"x-amzn-iot-thingname": "laptop-1"},
                                "credentials": "include", "cache": "no-store", "redirect": "error"}
 
 
 def test_service_worker_does_not_fetch_for_a_sender_it_does_not_answer():
-    out = ask_service_worker(CONFIG, sender("https://evil.example.com"))
+    out = ask_service_worker(AWS_CONFIG, sender("https://evil.example.com"))
     assert out == {"answer": None, "fetches": []}
+
+
+def test_shipped_service_worker_refuses_an_endpoint_its_manifest_does_not_name_and_fetches_nothing():
+    # Chrome would let the worker fetch from any https host (the content scripts match them all), so the
+    # worker itself keeps to the manifest's host_permissions: the shipped extension never calls localhost.
+    for endpoint in ("localhost:8443", "credentials.iot.us-east-1.amazonaws.com.evil.example", "evil.example"):
+        out = ask_service_worker({**CONFIG, "credentialsEndpoint": endpoint}, sender("https://app.example.com"))
+        assert out["fetches"] == [], endpoint
+        assert out["answer"] == {"type": "device-trust:error", "error": {
+            "code": "endpoint-not-permitted",
+            "message": f"this extension may not fetch from {endpoint}: its manifest's host_permissions do not name it"}}
+
+
+def test_stand_in_variant_service_worker_fetches_from_the_local_stand_in():
+    manifest = browser_policy.stand_in_manifest(SHIPPED_MANIFEST)
+    out = ask_service_worker(CONFIG, sender("https://app.example.com"), manifest=manifest)
+    assert out["answer"]["type"] == "device-trust:credentials", out
+    assert [f["url"] for f in out["fetches"]] == ["https://localhost:8443/role-aliases/alias/credentials"]
+
+
+@pytest.mark.parametrize(("endpoint", "permitted"), [
+    ("abc123.credentials.iot.us-east-1.amazonaws.com", True),
+    ("ABC123.Credentials.IoT.us-east-1.amazonaws.com", True),  # host names are case-insensitive
+    ("abc123.credentials.iot.us-east-1.amazonaws.com:443", True),  # no port in the pattern: any port
+    ("abc123.credentials.iot.cn-north-1.amazonaws.com.cn", True),
+    ("abc123.credentials.iot.us-gov-west-1.amazonaws.com", True),
+    ("abc123.credentials.iot.us-east-1.amazonaws.com.evil.example", False),
+    ("abc123.iot.us-east-1.amazonaws.com", False),  # the data endpoint, not the credentials provider
+    ("evilcredentials.iot.us-east-1.amazonaws.com", False),  # "*." needs a dot before the suffix
+    ("localhost:8443", False),
+    ("127.0.0.1:8443", False),
+    ("abc123.credentials.iot.xx-nowhere-9.amazonaws.com", False),
+    ("abc/../x", False),
+])
+def test_endpoint_is_permitted_only_when_a_shipped_host_permission_names_it(endpoint, permitted):
+    assert call("endpointPermitted", endpoint, SHIPPED_MANIFEST["host_permissions"]) is permitted
+
+
+def test_host_permission_patterns_are_read_the_way_chrome_reads_them():
+    assert call("endpointPermitted", "localhost:8443", ["https://localhost/*"]) is True  # any port
+    assert call("endpointPermitted", "example.com", ["https://*.example.com/*"]) is True  # *. covers the host too
+    assert call("endpointPermitted", "localhost:8443", ["http://localhost/*"]) is False  # we fetch https only
+    assert call("endpointPermitted", "localhost:8443", ["https://localhost/other/*"]) is False
+    assert call("endpointPermitted", "localhost:8443", ["<all_urls>", "*://*/*", 42, None]) is False
+    assert call("endpointPermitted", "localhost:8443", None) is False

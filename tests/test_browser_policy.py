@@ -18,6 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import botocore
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -312,9 +313,7 @@ def test_extension_manifest_asks_only_for_storage_and_the_credentials_endpoints(
     assert manifest["manifest_version"] == 3
     assert manifest["permissions"] == ["storage"]
     assert manifest["storage"]["managed_schema"] == "schema.json"
-    for pattern in manifest["host_permissions"]:
-        assert pattern == "https://localhost/*" or re.fullmatch(
-            r"https://\*\.credentials\.iot\.[a-z]{2}-[a-z]+-\d\.amazonaws\.com/\*", pattern), pattern
+    assert "https://localhost/*" not in manifest["host_permissions"], "the stand-in's endpoint is for its variant only"
     assert "externally_connectable" not in manifest and "web_accessible_resources" not in manifest
     schema = json.loads((REPO / "extension" / "schema.json").read_text())
     assert set(schema["properties"]) == {"credentialsEndpoint", "roleAlias", "thingName", "allowedOrigins"}
@@ -339,3 +338,95 @@ def test_vendored_sigv4_library_is_the_recorded_npm_file():
     assert hashlib.sha256((vendor / "aws4fetch.esm.mjs").read_bytes()).hexdigest() == recorded
     assert "MIT" in (vendor / "aws4fetch.LICENSE").read_text() or "Permission is hereby granted" in (
         vendor / "aws4fetch.LICENSE").read_text()
+
+
+def aws_iot_credentials_endpoint_patterns() -> set[str]:
+    """One host permission per Region where AWS IoT Core runs, from the endpoint data AWS ships in botocore.
+
+    The credentials provider's endpoint is ``<prefix>.credentials.iot.<region>.<partition DNS suffix>``
+    (DescribeEndpoint iot:CredentialProvider): amazonaws.com for the commercial Regions and GovCloud,
+    amazonaws.com.cn for China. FIPS pseudo-regions are not Regions.
+    """
+    endpoints = json.loads((Path(botocore.__file__).parent / "data" / "endpoints.json").read_text())
+    patterns = set()
+    for partition in endpoints["partitions"]:
+        if partition["partition"] not in ("aws", "aws-us-gov", "aws-cn"):
+            continue
+        for region in partition["services"]["iot"]["endpoints"]:
+            if region in partition["regions"]:
+                patterns.add(f"https://*.credentials.iot.{region}.{partition['dnsSuffix']}/*")
+    return patterns
+
+
+def test_shipped_extension_reaches_the_credentials_provider_in_every_aws_iot_region_and_nothing_else():
+    manifest = json.loads((REPO / "extension" / "manifest.json").read_text())
+    expected = aws_iot_credentials_endpoint_patterns()
+    assert {"https://*.credentials.iot.il-central-1.amazonaws.com/*",
+            "https://*.credentials.iot.us-gov-west-1.amazonaws.com/*",
+            "https://*.credentials.iot.cn-north-1.amazonaws.com.cn/*"} <= expected  # the data is what we think
+    assert len(manifest["host_permissions"]) == len(set(manifest["host_permissions"]))
+    assert set(manifest["host_permissions"]) == expected
+
+
+def test_stand_in_manifest_adds_only_localhost_and_leaves_the_shipped_one_alone():
+    manifest = json.loads((REPO / "extension" / "manifest.json").read_text())
+    before = json.loads(json.dumps(manifest))
+    variant = browser_policy.stand_in_manifest(manifest)
+    assert manifest == before, "the input is not modified"
+    assert variant["host_permissions"] == [*manifest["host_permissions"], "https://localhost/*"]
+    assert {k: v for k, v in variant.items() if k != "host_permissions"} == {
+        k: v for k, v in manifest.items() if k != "host_permissions"}
+    assert browser_policy.stand_in_manifest(variant) == variant  # building from a variant adds nothing twice
+    with pytest.raises(ValueError):
+        browser_policy.stand_in_manifest({"manifest_version": 3})
+
+
+def test_stand_in_extension_command_copies_the_extension_and_adds_only_the_localhost_permission(tmp_path):
+    out = tmp_path / "stand-in" / "extension"
+    result = browser_policy_cli("--stand-in-extension", str(out), password=None)
+    assert result.returncode == 0, result.stderr
+    assert f"wrote {out}" in result.stdout and "--load-extension" in result.stdout
+    shipped = REPO / "extension"
+    shipped_files = sorted(p.name for p in shipped.iterdir() if p.is_file())
+    assert sorted(p.name for p in out.iterdir()) == shipped_files
+    for name in shipped_files:
+        if name != "manifest.json":
+            assert (out / name).read_bytes() == (shipped / name).read_bytes(), name
+    manifest = json.loads((shipped / "manifest.json").read_text())
+    variant = json.loads((out / "manifest.json").read_text())
+    assert variant == {**manifest, "host_permissions": [*manifest["host_permissions"], "https://localhost/*"]}
+    # Same key, so the same extension id, so the same managed configuration reaches the stand-in variant.
+    digest = hashlib.sha256(base64.b64decode(variant["key"])).hexdigest()[:32]
+    assert "".join(chr(ord("a") + int(c, 16)) for c in digest) == browser_policy.EXTENSION_ID
+
+    # Building again replaces the earlier build (a file left in it does not survive); --json says where.
+    (out / "stale.js").write_text("left over")
+    again = browser_policy_cli("--stand-in-extension", str(out), "--json", password=None)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout) == {"extensionId": browser_policy.EXTENSION_ID, "extensionDir": str(out),
+                                        "addedHostPermission": "https://localhost/*"}
+    assert sorted(p.name for p in out.iterdir()) == shipped_files
+    assert sorted(p.name for p in out.parent.iterdir()) == ["extension"], "no staging directory left behind"
+
+
+@pytest.mark.parametrize(("where", "extra", "message"), [
+    ("not-empty", (), "is not empty and holds no extension"),
+    ("a-file", (), "is not a directory"),
+    ("new", ("--allowed-origin", "https://app.example.com"), "writes no policies: drop --allowed-origin"),
+], ids=["unrelated-directory", "file", "policy-option"])
+def test_stand_in_extension_refuses_to_overwrite_other_things_or_take_policy_options(tmp_path, where, extra, message):
+    target = tmp_path / where
+    if where == "not-empty":
+        target.mkdir()
+        (target / "notes.txt").write_text("mine")
+    elif where == "a-file":
+        target.write_text("mine")
+    result = browser_policy_cli("--stand-in-extension", str(target), *extra, password=None)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and message in result.stderr and "Traceback" not in result.stderr
+    if where == "not-empty":
+        assert [p.name for p in target.iterdir()] == ["notes.txt"]
+    elif where == "a-file":
+        assert target.read_text() == "mine"
+    else:
+        assert not target.exists()

@@ -3,6 +3,10 @@
 Reads device.json and device.crt (and device.p12 for macOS), renders with
 :mod:`provisioner.browser_policy`, writes the files atomically and prints what it
 wrote and where each goes. See docs/browser.md for the rollout.
+
+``browser-policy --stand-in-extension DIR`` instead writes the extension's stand-in
+variant: a copy of the repository's ``extension/`` whose manifest may also reach the local
+stand-in's credentials endpoint (``https://localhost``); it needs no device profile.
 """
 
 from __future__ import annotations
@@ -10,7 +14,9 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 from provisioner import browser_policy
@@ -20,6 +26,9 @@ from provisioner.profile import load_profile, write_file_atomic
 HELP = "write Chrome policies (certificate auto-selection + extension configuration) for macOS, Windows, Linux"
 
 PASSWORD_ENV = "DEVICE_TRUST_PKCS12_PASSWORD"
+
+# The shipped extension, in a checkout of the repository (it is not part of the installed package).
+EXTENSION_SOURCE = Path(__file__).resolve().parents[2] / "extension"
 
 _INSTALL_HINTS = {
     "linux": "copy to " + " and ".join(f"{d}/" for d in browser_policy.LINUX_POLICY_DIRS) + " (root, mode 0644)",
@@ -33,6 +42,9 @@ def add_arguments(parser) -> None:
     target.add_argument("--os", choices=browser_policy.OPERATING_SYSTEMS, dest="target_os",
                         help="the operating system to write the policy for")
     target.add_argument("--all", action="store_true", help="write the policies for macOS, Windows and Linux")
+    target.add_argument("--stand-in-extension", type=Path, metavar="DIR",
+                        help="instead of policies, write to DIR a copy of extension/ that may also reach the local "
+                             "stand-in's endpoint (https://localhost); same extension id, nothing else changed")
     parser.add_argument("--output-dir", type=Path, metavar="DIR",
                         help="where to write the files (default: <profile-dir>/browser)")
     parser.add_argument("--allowed-origin", action="append", default=[], metavar="URL",
@@ -113,7 +125,78 @@ def render_files(args, profile) -> list[tuple[str, Path, bytes, bool]]:
     return files
 
 
+def _replace_directory(staging: Path, target: Path) -> None:
+    """Put the finished ``staging`` directory at ``target``, replacing an earlier build there."""
+    if not target.exists():
+        os.replace(staging, target)
+        return
+    old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old-"))
+    os.replace(target, old / target.name)
+    os.replace(staging, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def build_stand_in_extension(output_dir: Path, source: Path = EXTENSION_SOURCE) -> Path:
+    """Copy ``source`` (extension/) to ``output_dir`` with :func:`browser_policy.stand_in_manifest`'s manifest.
+
+    Every other file is copied byte for byte. ``output_dir`` may be new, empty, or an earlier
+    build (a directory holding a manifest.json), which is replaced whole; anything else is refused.
+    """
+    manifest_path = source / "manifest.json"
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        variant = browser_policy.stand_in_manifest(manifest)
+    except OSError as exc:
+        raise LocalFileError(f"cannot read the extension's manifest {manifest_path}: {exc.strerror or exc}: "
+                             "--stand-in-extension works in a checkout of the repository") from exc
+    except ValueError as exc:  # json.JSONDecodeError is one
+        raise LocalFileError(f"{manifest_path} is not an extension manifest: {exc}") from exc
+    target = output_dir.expanduser().absolute()
+    source = source.resolve()
+    if target.resolve() == source or source in target.resolve().parents:
+        raise UsageError(f"invalid --stand-in-extension {output_dir}: it is inside {source}; choose another directory")
+    if target.exists() and not target.is_dir():
+        raise UsageError(f"invalid --stand-in-extension {output_dir}: it exists and is not a directory")
+    if target.is_dir() and any(target.iterdir()) and not (target / "manifest.json").is_file():
+        raise UsageError(f"invalid --stand-in-extension {output_dir}: it is not empty and holds no extension; "
+                         "choose a new or empty directory")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.new-"))
+        try:
+            shutil.copytree(source, staging, dirs_exist_ok=True,
+                            ignore=shutil.ignore_patterns("__pycache__", ".*"))
+            (staging / "manifest.json").write_text(json.dumps(variant, indent=2, ensure_ascii=False) + "\n")
+            _replace_directory(staging, target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    except OSError as exc:
+        raise LocalFileError(f"cannot write the stand-in extension to {target}: {exc.strerror or exc}") from exc
+    return target
+
+
+def _run_stand_in_extension(args) -> int:
+    policy_only = [option for option, given in (
+        ("--allowed-origin", args.allowed_origin), ("--extension-update-url", args.extension_update_url),
+        ("--omit-pkcs12-password", args.omit_pkcs12_password),
+        ("--extension-id", args.extension_id != browser_policy.EXTENSION_ID)) if given]
+    if policy_only:
+        raise UsageError(f"--stand-in-extension writes no policies: drop {', '.join(policy_only)} "
+                         "(run browser-policy --os ... for the policies)")
+    target = build_stand_in_extension(args.stand_in_extension)
+    if args.json:
+        print(json.dumps({"extensionId": browser_policy.EXTENSION_ID, "extensionDir": str(target),
+                          "addedHostPermission": browser_policy.STAND_IN_HOST_PERMISSION}, indent=2))
+    else:
+        print(f"wrote {target}: extension/ plus host permission {browser_policy.STAND_IN_HOST_PERMISSION} "
+              f"(id {browser_policy.EXTENSION_ID}), for the local stand-in only: "
+              f"chromium --load-extension={target}")
+    return 0
+
+
 def run(args) -> int:
+    if args.stand_in_extension is not None:
+        return _run_stand_in_extension(args)
     profile = load_profile(args.profile_dir)
     files = render_files(args, profile)  # everything rendered (and validated) before the first write
     for _, path, content, secret in files:
