@@ -413,7 +413,8 @@ def test_stand_in_extension_command_copies_the_extension_and_adds_only_the_local
     ("not-empty", (), "is not empty and holds no extension"),
     ("a-file", (), "is not a directory"),
     ("new", ("--allowed-origin", "https://app.example.com"), "writes no policies: drop --allowed-origin"),
-], ids=["unrelated-directory", "file", "policy-option"])
+    ("new", ("--output-dir", "elsewhere"), "writes no policies: drop --output-dir"),  # DIR is where it goes
+], ids=["unrelated-directory", "file", "policy-option", "output-dir"])
 def test_stand_in_extension_refuses_to_overwrite_other_things_or_take_policy_options(tmp_path, where, extra, message):
     target = tmp_path / where
     if where == "not-empty":

@@ -177,6 +177,7 @@ def build_stand_in_extension(output_dir: Path, source: Path = EXTENSION_SOURCE) 
 
 def _run_stand_in_extension(args) -> int:
     policy_only = [option for option, given in (
+        ("--output-dir", args.output_dir is not None),
         ("--allowed-origin", args.allowed_origin), ("--extension-update-url", args.extension_update_url),
         ("--omit-pkcs12-password", args.omit_pkcs12_password),
         ("--extension-id", args.extension_id != browser_policy.EXTENSION_ID)) if given]
