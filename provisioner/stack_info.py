@@ -95,7 +95,9 @@ def aws_errors(action: str) -> Iterator[None]:
     except (NoCredentialsError, PartialCredentialsError) as exc:
         raise AwsError(f"{action} failed: no AWS credentials found; configure a profile or AWS_* variables") from exc
     except NoRegionError as exc:
-        raise AwsError(f"{action} failed: no AWS region; pass --region or set AWS_DEFAULT_REGION (or AWS_REGION)") from exc
+        raise AwsError(
+            f"{action} failed: no AWS region; pass --region or set AWS_DEFAULT_REGION (or AWS_REGION)"
+        ) from exc
     except BotoCoreError as exc:
         raise AwsError(f"{action} failed: {exc}") from exc
 
