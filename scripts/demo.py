@@ -103,8 +103,6 @@ def story(work: Path) -> None:
         "AWS_SHARED_CREDENTIALS_FILE": str(aws_config),
         "JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION": "1",
         "CDK_DISABLE_CLI_TELEMETRY": "true",
-        # The PKCS#12 password comes from the environment, never from the command line.
-        "DEVICE_TRUST_PKCS12_PASSWORD": secrets.token_urlsafe(12),
     }
     env.pop("AWS_PROFILE", None)
     python = sys.executable
@@ -134,8 +132,11 @@ def story(work: Path) -> None:
         show(outputs.stdout)
 
         step(f"Enroll a laptop: key made locally, CSR, certificate, RegisterThing ({THING_NAME})")
+        # The PKCS#12 password comes from the environment (never the command line), and only
+        # the enroll process gets it.
+        enroll_env = {**env, "DEVICE_TRUST_PKCS12_PASSWORD": secrets.token_urlsafe(12)}
         run([*provisioner, "enroll", "--env", "local", "--thing-name", THING_NAME, "--owner", "alice@example.com",
-             "--serial", "C02DEMO001", "--profile-dir", str(profile_dir)], env)
+             "--serial", "C02DEMO001", "--profile-dir", str(profile_dir)], enroll_env)
         key_mode = oct((profile_dir / "device.key").stat().st_mode & 0o777)
         show(f"device profile: {sorted(p.name for p in profile_dir.iterdir())}; device.key mode {key_mode}")
 

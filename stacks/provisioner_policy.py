@@ -129,13 +129,19 @@ class ProvisionerPolicy(Construct):
             this_stack,
             "The suffix after the stack name is the stack id CloudFormation assigns; the name pins this stack.",
         )
+        # The real reach of the two wildcards below: every thing and every certificate of this
+        # account and region, not only this environment's laptops (IoT ARNs carry no environment).
+        # Hence the recommendation in docs/deploying.md: one account per environment, and no other
+        # IoT fleet in an account that runs device trust.
         acknowledge_wildcard_resource(
             self.policy,
             any_thing,
-            "Laptop thing names are chosen per laptop with no environment prefix; scoped to this account and region.",
+            "Laptop thing names carry no environment prefix, so thing/* reaches every thing of this account and"
+            " region; deploy each environment to an account of its own with no other IoT fleet (docs/deploying.md).",
         )
         acknowledge_wildcard_resource(
             self.policy,
             any_certificate,
-            "Certificate ids are assigned by AWS IoT when it signs a laptop's CSR and cannot be known in advance.",
+            "Certificate ids are assigned by AWS IoT when it signs a CSR, so cert/* reaches every certificate of"
+            " this account and region (AttachPolicy included); one account per environment (docs/deploying.md).",
         )
