@@ -131,3 +131,71 @@ def test_a_failed_rename_during_swap_in_puts_the_old_files_back(tmp_path, monkey
         staged.swap_in()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names)  # no *.new, no *.old
     assert {n: (tmp_path / n).read_text() for n in names} == {n: f"old {n}" for n in names}
+
+
+def _no_hard_links(monkeypatch):
+    """A file system without hard links (FAT, some network shares): swap_in must copy."""
+    from provisioner.commands import _common
+
+    def link(source, target):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(_common.os, "link", link)
+
+
+@pytest.fixture
+def umask_022():
+    import os
+
+    previous = os.umask(0o022)
+    yield
+    os.umask(previous)
+
+
+def test_without_hard_links_the_kept_copies_have_the_modes_of_the_originals(tmp_path, monkeypatch, umask_022):
+    import os
+    import stat
+
+    staged, names = _staged_profile(tmp_path)
+    modes = {"device.crt": 0o644, "device.key": 0o600, "device.p12": 0o600, "device.json": 0o644}
+    for name, mode in modes.items():
+        os.chmod(tmp_path / name, mode)
+    _no_hard_links(monkeypatch)
+    swapped = staged.swap_in()
+    assert {n: stat.S_IMODE((tmp_path / (n + ".old")).stat().st_mode) for n in names} == modes
+    assert {n: (tmp_path / (n + ".old")).read_text() for n in names} == {n: f"old {n}" for n in names}
+    assert swapped.undo() is None
+    assert {n: stat.S_IMODE((tmp_path / n).stat().st_mode) for n in names} == modes
+
+
+def test_a_key_copy_cut_short_leaves_no_readable_fragment_and_the_old_files_in_place(tmp_path, monkeypatch,
+                                                                                     umask_022):
+    """The copy of device.key is stopped half-way by the kernel (the file-size limit), which
+    freezes the moment between creating the copy and finishing it: no byte of the key may
+    then sit in a file others can read (shutil.copy2 creates it with umask permissions and
+    copies the mode only at the end), and the profile must be as it was."""
+    import os
+    import resource
+    import stat
+
+    from provisioner.errors import LocalFileError
+
+    staged, names = _staged_profile(tmp_path)
+    key = b"-----BEGIN PRIVATE KEY-----\n" + b"K" * 4000 + b"\n-----END PRIVATE KEY-----\n"
+    (tmp_path / "device.key").write_bytes(key)
+    os.chmod(tmp_path / "device.key", 0o600)
+    _no_hard_links(monkeypatch)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1024, hard))  # SIGXFSZ is ignored by Python: writes fail EFBIG
+    try:
+        with pytest.raises(LocalFileError, match=r"device\.key.*File too large.*the old files are back in place"):
+            staged.swap_in()
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    for path in tmp_path.iterdir():
+        if b"KKKK" in path.read_bytes():
+            assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, f"{path.name} holds key bytes and is readable by others"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names)  # no *.new, no *.old, no temporary file
+    assert (tmp_path / "device.key").read_bytes() == key
+    assert {n: (tmp_path / n).read_text() for n in names if n != "device.key"} == {
+        n: f"old {n}" for n in names if n != "device.key"}

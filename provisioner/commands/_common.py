@@ -11,9 +11,9 @@ import getpass
 import json
 import os
 import platform as platform_module
-import shutil
 import socket
 import ssl
+import stat
 import sys
 import time
 from dataclasses import dataclass, field
@@ -37,6 +37,8 @@ PASSWORD_ENV = "DEVICE_TRUST_PKCS12_PASSWORD"
 ENDPOINT_CA_ENV = "DEVICE_TRUST_ENDPOINT_CA"
 STAGING_SUFFIX = ".new"
 BACKUP_SUFFIX = ".old"
+# Profile files that hold the private key: never readable by anyone but the user.
+SECRET_FILES = frozenset({DEVICE_KEY, DEVICE_P12})
 # Pending key + CSR made by the `csr` verb, consumed by `install`.
 PENDING_KEY = "pending.key"
 PENDING_CSR = "pending.csr"
@@ -238,18 +240,17 @@ class StagedProfile:
                     try:
                         os.link(current, backup)
                     except OSError:
-                        shutil.copy2(current, backup)  # a file system without hard links
+                        _copy_aside(current, backup)  # a file system without hard links
                     swapped.backed_up.append(name)
                 os.replace(self.staged(name), current)
                 swapped.moved.append(name)
         except BaseException as exc:
             problem = swapped.undo()
             self.discard()
-            if isinstance(exc, OSError):
-                raise LocalFileError(
-                    f"cannot install {name} in {directory} ({exc.strerror or exc}); "
-                    + (problem or "the old files are back in place")
-                ) from exc
+            if isinstance(exc, (OSError, LocalFileError)):
+                what = (f"cannot install {name} in {directory} ({exc.strerror or exc})"
+                        if isinstance(exc, OSError) else f"cannot install {name}: {exc}")
+                raise LocalFileError(f"{what}; " + (problem or "the old files are back in place")) from exc
             raise
         return swapped
 
@@ -261,6 +262,22 @@ class StagedProfile:
                 pass
             except OSError:
                 pass  # best effort: a stale *.new file is overwritten by the next run
+
+
+def _copy_aside(current: Path, backup: Path) -> None:
+    """Copy ``current`` to ``backup`` where a hard link cannot be made.
+
+    Written like every profile file: a temporary file created 0600, renamed into place
+    once complete. (``shutil.copy2`` creates the copy with umask permissions and copies the
+    mode only at the end, so a key or PKCS#12 bundle would be readable by others while
+    it is written, and stay so if the copy fails half-way.) Secret files are kept 0600;
+    the others keep their own mode, which ``undo`` puts back with them.
+    """
+    data = current.read_bytes()
+    if current.name in SECRET_FILES:
+        write_secret_file(backup, data)
+    else:
+        write_file_atomic(backup, data, mode=stat.S_IMODE(current.stat().st_mode))
 
 
 @dataclass
