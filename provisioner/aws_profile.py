@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 import shlex
 import subprocess
+import unicodedata
+from urllib.parse import urlsplit
 
 # Keys that give a profile credentials some other way. botocore tries assume-role, SSO
 # and static keys before credential_process, so leaving one would silently win.
@@ -34,6 +36,15 @@ CREDENTIAL_SOURCE_KEYS = frozenset(
     }
 )
 
+# Characters cmd.exe acts on before the program sees its command line: & | < > (command
+# separators and redirections), ^ (escape), % and ! (variable expansion), " (quoting).
+# The Go, JavaScript and Java SDKs run credential_process as ``cmd.exe /C <value>`` on
+# Windows; no quoting understood both by cmd.exe and by botocore's CommandLineToArgvW
+# split makes them all literal, so paths containing them are refused.
+WINDOWS_SHELL_METACHARACTERS = frozenset('&|<>^%!"')
+# Hosts an endpoint_url may name with plain http: this machine only (the local stand-in).
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
 _HEADER = re.compile(r"^\s*\[([^\]]*)\]\s*(?:[#;].*)?$")
 _KEY = re.compile(r"^([^=:\s][^=:]*?)\s*[=:]")
 
@@ -56,13 +67,47 @@ def validate_profile_name(profile_name: str) -> None:
 
 
 def credential_process_command(python: str, profile_dir: str, *, windows: bool = False) -> str:
-    """The ``credential_process`` value, quoted the way botocore splits it on that platform."""
+    """The ``credential_process`` value, quoted the way botocore splits it on that platform.
+
+    ValueError for a path that cannot be written safely: a line break or other control
+    character anywhere; on Windows also a character ``cmd.exe`` interprets (see
+    ``WINDOWS_SHELL_METACHARACTERS``).
+    """
     argv = [python, "-m", "provisioner", "credentials", "--profile-dir", profile_dir]
     for part in argv:
         if "\n" in part or "\r" in part:
             raise ValueError(f"path {part!r} contains a line break; it cannot go into an AWS config file")
+        # Other control characters: str.splitlines (merge_profile) also breaks lines at \x0b, \x0c, \x1c-\x1e, \x85.
+        if any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in part):
+            raise ValueError(f"path {part!r} contains a control character; it cannot go into an AWS config file")
+        if windows:
+            found = sorted(set(part) & WINDOWS_SHELL_METACHARACTERS)
+            if found:
+                raise ValueError(
+                    f"path {part!r} contains {' '.join(found)}, which cmd.exe interprets (the Go, JavaScript "
+                    "and Java SDKs run credential_process through cmd.exe /C); use a path without any of "
+                    + " ".join(sorted(WINDOWS_SHELL_METACHARACTERS))
+                )
     # botocore splits with shlex on POSIX and with CommandLineToArgvW rules on Windows.
     return subprocess.list2cmdline(argv) if windows else shlex.join(argv)
+
+
+def validate_endpoint_url(url: str) -> None:
+    """``endpoint_url`` sends every AWS request of the profile, signed with its credentials,
+    to that URL: https is required, plain http only to this machine (the local stand-in)."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+    except ValueError as exc:
+        raise ValueError(f"invalid --endpoint-url {url!r}: {exc}") from exc
+    if parts.scheme not in ("https", "http") or not host:
+        raise ValueError(f"invalid --endpoint-url {url!r}: expected https://HOST[:PORT]")
+    if parts.scheme == "http" and host not in LOOPBACK_HOSTS:
+        raise ValueError(
+            f"--endpoint-url {url!r} would send signed requests unencrypted: use https, "
+            "or http only for localhost, 127.0.0.1 or [::1]"
+        )
 
 
 def profile_settings(
@@ -70,6 +115,7 @@ def profile_settings(
 ) -> dict[str, str]:
     settings = {"credential_process": credential_process, "region": region}
     if endpoint_url:
+        validate_endpoint_url(endpoint_url)
         settings["endpoint_url"] = endpoint_url
     for key, value in settings.items():
         if "\n" in value or "\r" in value or value != value.strip():

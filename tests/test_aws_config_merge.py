@@ -1,6 +1,9 @@
 """Merging the device-trust profile into an AWS config file (pure text), read back by botocore."""
 from __future__ import annotations
 
+import re
+import subprocess
+
 import pytest
 from botocore.compat import compat_shell_split
 from botocore.configloader import raw_config_parse
@@ -132,3 +135,64 @@ def test_invalid_profile_names_are_rejected(name):
 def test_paths_with_line_breaks_are_rejected():
     with pytest.raises(ValueError):
         aws_profile.credential_process_command(PYTHON, "/tmp/evil\ncredential_process = sh")
+
+
+# ---------------------------------------------------------------- what cmd.exe would act on
+WINDOWS_PYTHON = r"C:\Program Files\Python311\python.exe"
+WINDOWS_DIR = r"C:\Users\Ann Lee\.device-trust\local"
+
+
+@pytest.mark.parametrize("char", list('&|<>^%!"'))
+def test_windows_rendering_refuses_a_profile_dir_with_a_character_cmd_exe_interprets(char):
+    """The Go, JavaScript and Java SDKs run credential_process through `cmd.exe /C`:
+    C:\\a&calc\\x would run calc; %VAR% and !VAR! would be expanded; " would end the quoting."""
+    with pytest.raises(ValueError, match=r"contains .* which cmd\.exe interprets .*cmd\.exe /C"):
+        aws_profile.credential_process_command(WINDOWS_PYTHON, WINDOWS_DIR + f"\\a{char}calc", windows=True)
+
+
+def test_windows_rendering_refuses_a_python_path_with_a_character_cmd_exe_interprets():
+    with pytest.raises(ValueError, match=r"path 'C:\\\\100%\\\\python\.exe' contains %"):
+        aws_profile.credential_process_command(r"C:\100%\python.exe", WINDOWS_DIR, windows=True)
+
+
+def test_posix_rendering_keeps_shell_characters_literal():
+    """POSIX SDKs run `sh -c`, and shlex quoting is what sh reads: no reason to refuse these."""
+    directory = "/home/ann/a&b|c<d>e^f%g!h\"i$(j)`k`"
+    command = aws_profile.credential_process_command(PYTHON, directory)
+    assert compat_shell_split(command, platform="linux")[-1] == directory
+    # run the rendered value as the Go SDK does on POSIX, `sh -c <value>`, with echo standing in for python
+    shown = subprocess.run(["sh", "-c", aws_profile.credential_process_command("echo", directory)],
+                           capture_output=True, text=True, check=True)
+    assert shown.stdout == f"-m provisioner credentials --profile-dir {directory}\n"
+
+
+@pytest.mark.parametrize("char", ["\x0b", "\x0c", "\x1b", "\x1c", "\x85", "\u2028", "\x00"])
+@pytest.mark.parametrize("windows", [False, True])
+def test_paths_with_control_characters_are_rejected(char, windows):
+    with pytest.raises(ValueError, match="control character"):
+        aws_profile.credential_process_command(PYTHON, f"/tmp/a{char}b", windows=windows)
+
+
+# ---------------------------------------------------------------- endpoint_url
+@pytest.mark.parametrize("url", [
+    "https://example.com", "https://vpce-1.iot.us-east-1.vpce.amazonaws.com:8443/",
+    "http://127.0.0.1:4566", "http://localhost:4566", "http://LOCALHOST", "http://[::1]:4566",
+])
+def test_endpoint_url_https_anywhere_or_http_to_this_machine_is_accepted(url, tmp_path):
+    merged = aws_profile.merge_profile("", "dt", settings(endpoint_url=url))
+    assert parse(tmp_path, merged)["profile dt"]["endpoint_url"] == url
+
+
+@pytest.mark.parametrize("url,fragment", [
+    ("http://example.com", "unencrypted"),
+    ("http://10.0.0.5:4566", "unencrypted"),
+    ("http://127.0.0.1.example.com:4566", "unencrypted"),
+    ("http://127.0.0.2:4566", "unencrypted"),
+    ("ftp://127.0.0.1", "expected https://HOST"),
+    ("127.0.0.1:4566", "expected https://HOST"),
+    ("https://", "expected https://HOST"),
+    ("https://example.com:99999", "Port out of range"),
+])
+def test_endpoint_url_without_https_off_this_machine_is_refused(url, fragment):
+    with pytest.raises(ValueError, match=re.escape(fragment)):
+        aws_profile.profile_settings(credential_process="x", region="us-east-1", endpoint_url=url)

@@ -126,6 +126,11 @@ BAD_INPUTS = [
     (["revoke"], 2, "the following arguments are required: --thing-name"),
     (["revoke", "--thing-name", "a/b"], 2, "invalid thing name 'a/b'"),
     (["status", "--thing-name", "*"], 2, "invalid thing name '*'"),
+    # no profile exists under HOME: exit 2, not 5, proves the URL is refused before anything is read
+    (["aws-config", "--write", "--endpoint-url", "http://iot.example.com:4566"], 2,
+     "would send signed requests unencrypted: use https, or http only for localhost, 127.0.0.1 or [::1]"),
+    (["aws-config", "--endpoint-url", "http://127.0.0.1.example.com"], 2, "would send signed requests unencrypted"),
+    (["aws-config", "--endpoint-url", "127.0.0.1:4566"], 2, "expected https://HOST[:PORT]"),
 ]
 
 

@@ -19,7 +19,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--write", action="store_true",
                         help="merge the profile into $AWS_CONFIG_FILE or ~/.aws/config")
     parser.add_argument("--endpoint-url", metavar="URL",
-                        help="also set endpoint_url in the profile (e.g. the local stand-in)")
+                        help="also set endpoint_url in the profile: https://..., or http:// for localhost, "
+                             "127.0.0.1 or [::1] only (the local stand-in)")
 
 
 def config_file_path(environ) -> Path:
@@ -32,8 +33,10 @@ def run(args) -> int:
     from provisioner.profile import load_profile, write_file_atomic
 
     profile_name = args.profile_name or f"device-trust-{args.env}"
-    try:
-        aws_profile.validate_profile_name(profile_name)  # bad input is refused before anything is read
+    try:  # bad input is refused before anything is read
+        aws_profile.validate_profile_name(profile_name)
+        if args.endpoint_url is not None:
+            aws_profile.validate_endpoint_url(args.endpoint_url)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     profile_dir = args.profile_dir.resolve()
