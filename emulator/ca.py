@@ -5,15 +5,18 @@ It plays two Amazon roles at once: the issuer of device certificates
 credentials endpoint's server certificate chains to (like Amazon Root CA 1).
 
 The functions that build certificates are pure (keys and PEM bytes in, PEM bytes
-out); only `load_or_create_ca` touches the state directory.
+out); only `load_or_create_ca` and the writers below touch the state directory.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import ipaddress
 import os
+import stat
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -207,16 +210,69 @@ def issue_server_certificate(
     return key_pem, cert.public_bytes(serialization.Encoding.PEM)
 
 
-def write_private(path: Path, data: bytes) -> None:
-    """Write a secret file with mode 0600 from its first byte (atomic rename)."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+def write_file(path: Path, data: bytes, mode: int) -> None:
+    """Replace `path` atomically with `data`, readable as `mode` from the first byte.
+
+    The bytes go to a fresh file that `mkstemp` creates with O_EXCL under an
+    unpredictable name (mode 0600, then `mode`), are flushed to disk, and the file is then
+    renamed over `path`. Nothing that already exists in the directory (a stale
+    or planted temporary file, a symlink at `path` or next to it) is opened,
+    truncated or followed: a symlink at `path` is replaced, not written through.
+    """
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        os.write(fd, data)
+        with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), mode)
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp_name)
+        raise
+    _fsync_directory(path.parent)
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make a rename in `directory` durable (best effort: not every file system allows it)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
     finally:
         os.close(fd)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write a secret file: mode 0600 from its first byte, atomic, never through a symlink."""
+    write_file(path, data, 0o600)
+
+
+def write_public(path: Path, data: bytes) -> None:
+    """Write a non-secret file (certificates, endpoint.json) the same safe way, mode 0644."""
+    write_file(path, data, 0o644)
+
+
+def prepare_state_dir(state_dir: Path) -> None:
+    """Create the state directory 0700, or make an existing one of ours 0700.
+
+    It holds the CA's private key, so nobody else may list it, read from it or
+    plant files in it; a directory that belongs to another user is refused.
+    """
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = os.stat(state_dir)
+    if info.st_uid != os.geteuid():
+        raise StartupError(
+            f"cannot use state directory {state_dir}: it belongs to another user (uid {info.st_uid}); "
+            "use a directory of your own"
+        )
+    if stat.S_IMODE(info.st_mode) != 0o700:
+        os.chmod(state_dir, 0o700)
 
 
 def load_or_create_ca(state_dir: Path, now: datetime.datetime | None = None) -> StandInCa:
@@ -225,7 +281,7 @@ def load_or_create_ca(state_dir: Path, now: datetime.datetime | None = None) -> 
     key_path = state_dir / CA_KEY_FILE
     cert_path = state_dir / CA_CERT_FILE
     try:
-        state_dir.mkdir(parents=True, exist_ok=True)
+        prepare_state_dir(state_dir)
         if key_path.exists() and cert_path.exists():
             key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
             cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
@@ -241,7 +297,7 @@ def load_or_create_ca(state_dir: Path, now: datetime.datetime | None = None) -> 
                 serialization.NoEncryption(),
             ),
         )
-        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        write_public(cert_path, cert.public_bytes(serialization.Encoding.PEM))
         return StandInCa(key=key, certificate=cert, cert_path=cert_path.resolve())
     except OSError as exc:
         raise StartupError(f"cannot use state directory {state_dir}: {exc.strerror}") from exc

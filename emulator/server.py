@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterable
 from urllib.parse import parse_qs
 
 from . import ACCOUNT_ID, REGION
-from .ca import issue_server_certificate, load_or_create_ca, write_private
+from .ca import issue_server_certificate, load_or_create_ca, write_private, write_public
 from .errors import StartupError
 from .throttle import TokenBuckets
 
@@ -152,9 +152,12 @@ class StandIn:
         ca = load_or_create_ca(self.state_dir)
         now = datetime.datetime.now(datetime.timezone.utc)
         key_pem, cert_pem = issue_server_certificate(ca.key, ca.certificate, now)
-        write_private(self.state_dir / SERVER_KEY_FILE, key_pem)
-        (self.state_dir / SERVER_CERT_FILE).write_bytes(cert_pem + ca.cert_pem)
-        (self.state_dir / ENDPOINT_FILE).unlink(missing_ok=True)
+        try:
+            write_private(self.state_dir / SERVER_KEY_FILE, key_pem)
+            write_public(self.state_dir / SERVER_CERT_FILE, cert_pem + ca.cert_pem)
+            (self.state_dir / ENDPOINT_FILE).unlink(missing_ok=True)
+        except OSError as exc:
+            raise StartupError(f"cannot use state directory {self.state_dir}: {exc.strerror}") from exc
 
         buckets = TokenBuckets() if self.throttle else None
         context = make_server_context(
@@ -202,9 +205,11 @@ class StandIn:
             "credentialsEndpoint": self.addresses.credentials_endpoint,
             "caFile": str(self.addresses.ca_file),
         }
-        tmp = self.state_dir / (ENDPOINT_FILE + ".tmp")
-        tmp.write_text(json.dumps(endpoint, indent=2) + "\n")
-        os.replace(tmp, self.state_dir / ENDPOINT_FILE)
+        try:
+            write_public(self.state_dir / ENDPOINT_FILE, (json.dumps(endpoint, indent=2) + "\n").encode())
+        except OSError as exc:
+            self.stop()
+            raise StartupError(f"cannot write {self.state_dir / ENDPOINT_FILE}: {exc.strerror}") from exc
         return self.addresses
 
     def stop(self) -> None:

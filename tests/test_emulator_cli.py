@@ -142,3 +142,33 @@ def test_port_outside_0_to_65535_is_one_clear_line_and_exit_2(tmp_path, option, 
     assert lines[0].startswith(f"emulator: argument {option}: ")
     assert "0-65535" in lines[0]
     assert not (tmp_path / "endpoint.json").exists()
+
+
+def test_planted_symlinks_and_loose_state_dir_do_not_leak_the_keys(tmp_path):
+    """A state directory someone else could write to before the first start: the
+    stand-in neither writes through their links nor leaves the directory open."""
+    state = tmp_path / "state"
+    state.mkdir()
+    state.chmod(0o777)
+    victims = {}
+    for name in ("ca.key.tmp", "credentials-server.key.tmp", "ca.pem", "credentials-server.pem", "endpoint.json.tmp"):
+        victim = tmp_path / f"victim-{name}"
+        victim.write_text("not yours\n")
+        (state / name).symlink_to(victim)
+        victims[name] = victim
+    dangling = tmp_path / "nowhere" / "stolen.key"
+    (state / "credentials-server.key").symlink_to(dangling)
+
+    with start_emulator(state) as running:
+        assert running.client("sts").get_caller_identity()["Account"] == "123456789012"
+        assert stat.S_IMODE(state.stat().st_mode) == 0o700
+        for name, mode in (("ca.key", 0o600), ("credentials-server.key", 0o600), ("ca.pem", 0o644),
+                           ("credentials-server.pem", 0o644), ("endpoint.json", 0o644)):
+            info = os.lstat(state / name)
+            assert stat.S_ISREG(info.st_mode), name
+            assert stat.S_IMODE(info.st_mode) == mode, name
+        assert b"PRIVATE KEY" in (state / "ca.key").read_bytes()
+    for name, victim in victims.items():
+        assert victim.read_text() == "not yours\n", name
+    assert not dangling.exists()
+

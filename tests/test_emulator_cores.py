@@ -6,12 +6,15 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+import os
+import stat
+from pathlib import Path
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from emulator.ca import build_ca, issue_server_certificate, load_or_create_ca, sign_device_csr
+from emulator.ca import build_ca, issue_server_certificate, load_or_create_ca, sign_device_csr, write_private
 from emulator.credentials import (
     CertificateInfo,
     CredentialsRequest,
@@ -22,7 +25,7 @@ from emulator.credentials import (
     decide,
     trusts_credentials_provider,
 )
-from emulator.errors import CsrError, TemplateError
+from emulator.errors import CsrError, StartupError, TemplateError
 from emulator.iot_policy import is_allowed
 from emulator.provisioning import render_template
 from emulator.throttle import TokenBuckets
@@ -255,3 +258,101 @@ def test_state_dir_ca_is_created_once(tmp_path):
     second = load_or_create_ca(tmp_path / "state")
     assert first.cert_pem == second.cert_pem
     assert (tmp_path / "state" / "ca.key").stat().st_mode & 0o777 == 0o600
+
+
+# ---------------------------------------------------------------- the state directory's secret files
+
+
+def _plant_symlink(link: Path, target: Path) -> None:
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(target)
+
+
+@pytest.mark.parametrize("planted", ["ca.key.tmp", "ca.key", "ca.pem"])
+def test_ca_files_are_never_written_through_a_planted_symlink(tmp_path, planted):
+    state = tmp_path / "state"
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"someone else's file\n")
+    victim.chmod(0o644)
+    _plant_symlink(state / planted, victim)
+
+    ca = load_or_create_ca(state)
+
+    assert victim.read_bytes() == b"someone else's file\n"
+    assert stat.S_IMODE(victim.stat().st_mode) == 0o644
+    for name in ("ca.key", "ca.pem"):
+        assert not (state / name).is_symlink()
+        assert (state / name).is_file()
+    assert load_or_create_ca(state).cert_pem == ca.cert_pem
+
+
+def test_ca_key_is_not_written_through_a_dangling_symlink(tmp_path):
+    state = tmp_path / "state"
+    target = tmp_path / "elsewhere" / "stolen.key"
+    target.parent.mkdir()
+    _plant_symlink(state / "ca.key.tmp", target)
+
+    load_or_create_ca(state)
+
+    assert not target.exists()
+    assert b"PRIVATE KEY" in (state / "ca.key").read_bytes()
+
+
+def test_ca_key_never_passes_through_a_preexisting_readable_temporary_file(tmp_path):
+    state = tmp_path / "state"
+    state.mkdir()
+    stale = state / "ca.key.tmp"
+    stale.write_bytes(b"")
+    stale.chmod(0o644)
+    # Someone who could read the 0644 file keeps it open: whatever is ever written into it, they see.
+    with open(stale, "rb") as reader:
+        load_or_create_ca(state)
+        assert b"PRIVATE KEY" not in reader.read()
+    assert stat.S_IMODE((state / "ca.key").stat().st_mode) == 0o600
+    assert [p.name for p in state.iterdir() if p.name.endswith(".tmp") and p.name != "ca.key.tmp"] == []
+
+
+def test_write_private_syncs_every_byte_at_0600_before_it_replaces_the_file(tmp_path, monkeypatch):
+    path = tmp_path / "secret.key"
+    path.write_bytes(b"old")
+    data = b"new secret " * 10_000
+    synced: list[tuple[int, bytes]] = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            # The temporary file, opened write-only; read it back through /proc (Linux).
+            synced.append((stat.S_IMODE(os.fstat(fd).st_mode), Path(f"/proc/self/fd/{fd}").read_bytes()))
+            assert path.read_bytes() == b"old", "the file was replaced before its bytes were on disk"
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    write_private(path, data)
+    assert synced == [(0o600, data)]
+    assert path.read_bytes() == data
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["secret.key"]
+
+
+def test_state_dir_is_created_owner_only(tmp_path):
+    load_or_create_ca(tmp_path / "new" / "state")
+    assert stat.S_IMODE((tmp_path / "new" / "state").stat().st_mode) == 0o700
+
+
+def test_existing_state_dir_is_tightened_to_owner_only(tmp_path):
+    state = tmp_path / "state"
+    state.mkdir()
+    state.chmod(0o777)
+    load_or_create_ca(state)
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a directory to another user needs root")
+def test_state_dir_of_another_user_is_refused(tmp_path):
+    state = tmp_path / "state"
+    state.mkdir()
+    os.chown(state, 65534, 65534)
+    with pytest.raises(StartupError, match="belongs to another user"):
+        load_or_create_ca(state)
+    assert list(state.iterdir()) == []
+
