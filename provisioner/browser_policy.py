@@ -8,8 +8,9 @@ origins (its managed configuration, ``extension/schema.json``):
 * Linux: one JSON file for ``/etc/opt/chrome/policies/managed`` (Google Chrome) and
   ``/etc/chromium/policies/managed`` (Chromium);
 * Windows: a ``.reg`` file under ``HKLM\\Software\\Policies\\Google\\Chrome``;
-* macOS: a configuration profile (``.mobileconfig``) holding the PKCS#12 identity and the
-  ``com.google.Chrome`` and extension managed preferences.
+* macOS: a configuration profile (``.mobileconfig``) holding the PKCS#12 identity (without its
+  password unless asked) and the ``com.google.Chrome`` and extension managed preferences, or
+  those preferences alone.
 
 Also the manifest of the extension's stand-in variant (:func:`stand_in_manifest`), which may
 reach the local stand-in's endpoint on ``https://localhost`` as well.
@@ -249,32 +250,51 @@ def _payload_uuid(identifier: str) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"device-trust:{identifier}")).upper()
 
 
-def render_macos(policy: BrowserPolicy, *, pkcs12: bytes, pkcs12_password: str | None,
+def render_macos(policy: BrowserPolicy, *, pkcs12: bytes | None, pkcs12_password: str | None = None,
+                 allow_all_apps_access: bool = False,
                  identifier_prefix: str = "com.example.device-trust") -> bytes:
-    """A configuration profile (.mobileconfig, XML plist) an MDM pushes to the Mac.
+    """A configuration profile (.mobileconfig, XML plist) for one Mac.
 
-    Payloads: the PKCS#12 identity (``com.apple.security.pkcs12``), Chrome's managed
-    preferences (``com.google.Chrome``) and the extension's managed configuration
-    (``com.google.Chrome.extensions.<id>``). With ``pkcs12_password`` None, macOS asks for
-    the password when the profile is installed. The result holds the private key: keep it 0600.
+    Payloads: the PKCS#12 identity (``com.apple.security.pkcs12``) unless ``pkcs12`` is None,
+    Chrome's managed preferences (``com.google.Chrome``) and the extension's managed configuration
+    (``com.google.Chrome.extensions.<id>``).
+
+    The identity payload holds the device's private key, encrypted with the PKCS#12 password.
+    ``pkcs12_password`` None (the default) leaves the password out, so macOS asks for it when the
+    profile is installed; a profile with the password in it holds the key in effect in clear (Apple:
+    profiles are obfuscated, not encrypted). The key is marked not extractable
+    (``KeyIsExtractable`` false), and apps other than those the keychain lets in may not use it
+    unless ``allow_all_apps_access`` (``AllowAllAppsAccess``; Apple's default is false).
+
+    With ``pkcs12`` None the profile carries only the two Chrome payloads, for a Mac whose identity
+    was imported into its keychain on the Mac itself; it has its own PayloadIdentifier, so it
+    neither replaces nor is replaced by the profile with the identity.
     """
     if not re.fullmatch(r"[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+", identifier_prefix):
         raise UsageError(f"invalid profile identifier {identifier_prefix!r}: use reverse DNS, e.g. com.example.it")
+    if pkcs12 is None and (pkcs12_password is not None or allow_all_apps_access):
+        raise UsageError("a profile without the identity payload takes no PKCS#12 password or key access setting")
     base = f"{identifier_prefix}.{policy.environment}.{policy.thing_name}"
-    identity = {
-        "PayloadType": "com.apple.security.pkcs12",
-        "PayloadVersion": 1,
-        "PayloadIdentifier": f"{base}.identity",
-        "PayloadUUID": _payload_uuid(f"{base}.identity"),
-        "PayloadDisplayName": f"Device certificate {policy.thing_name}",
-        "PayloadCertificateFileName": f"{policy.thing_name}.p12",
-        "PayloadContent": pkcs12,
-        # Chrome signs the TLS handshake with this key without a keychain prompt; nobody can export it.
-        "AllowAllAppsAccess": True,
-        "KeyIsExtractable": False,
-    }
-    if pkcs12_password is not None:
-        identity["Password"] = pkcs12_password
+    if pkcs12 is None:
+        base = f"{base}.chrome-policies"
+    payloads = []
+    if pkcs12 is not None:
+        identity = {
+            "PayloadType": "com.apple.security.pkcs12",
+            "PayloadVersion": 1,
+            "PayloadIdentifier": f"{base}.identity",
+            "PayloadUUID": _payload_uuid(f"{base}.identity"),
+            "PayloadDisplayName": f"Device certificate {policy.thing_name}",
+            "PayloadCertificateFileName": f"{policy.thing_name}.p12",
+            "PayloadContent": pkcs12,
+            # Nobody can export the key from the keychain again.
+            "KeyIsExtractable": False,
+            # Which apps may use the key without asking: only with the administrator's explicit opt-in all of them.
+            "AllowAllAppsAccess": allow_all_apps_access,
+        }
+        if pkcs12_password is not None:
+            identity["Password"] = pkcs12_password
+        payloads.append(identity)
     chrome: dict = {
         "PayloadType": MACOS_CHROME_DOMAIN,
         "PayloadVersion": 1,
@@ -293,15 +313,23 @@ def render_macos(policy: BrowserPolicy, *, pkcs12: bytes, pkcs12_password: str |
         "PayloadDisplayName": "Device Trust extension configuration",
         **policy.extension_config,
     }
+    payloads += [chrome, extension]
+    if pkcs12 is not None:
+        display_name = f"Device Trust ({policy.environment}): {policy.thing_name}"
+        description = ("This Mac's device certificate and private key (encrypted) and the Chrome policies that "
+                       "present it to AWS IoT and configure the Device Trust extension.")
+    else:
+        display_name = f"Device Trust ({policy.environment}): Chrome policies for {policy.thing_name}"
+        description = ("The Chrome policies that present this Mac's device certificate (imported into its keychain "
+                       "separately) to AWS IoT and configure the Device Trust extension.")
     profile = {
         "PayloadType": "Configuration",
         "PayloadVersion": 1,
         "PayloadIdentifier": base,
         "PayloadUUID": _payload_uuid(base),
-        "PayloadDisplayName": f"Device Trust ({policy.environment}): {policy.thing_name}",
-        "PayloadDescription": "This Mac's device certificate and the Chrome policies that present it to "
-                              "AWS IoT and configure the Device Trust extension.",
+        "PayloadDisplayName": display_name,
+        "PayloadDescription": description,
         "PayloadScope": "System",
-        "PayloadContent": [identity, chrome, extension],
+        "PayloadContent": payloads,
     }
     return plistlib.dumps(profile, fmt=plistlib.FMT_XML, sort_keys=False)

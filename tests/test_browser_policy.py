@@ -159,20 +159,33 @@ def test_windows_reg_file_holds_the_same_policies_under_hklm_chrome(device_profi
     assert text.index(rf"[-{extension_key}\allowedOrigins]") < text.index(rf"[{extension_key}\allowedOrigins]")
 
 
-def test_macos_profile_carries_the_identity_and_both_chrome_payloads(device_profile, tmp_path):
+def macos_payloads(path: Path) -> tuple[dict, dict]:
+    profile = plistlib.loads(path.read_bytes())
+    return profile, {payload["PayloadType"]: payload for payload in profile["PayloadContent"]}
+
+
+def test_macos_profile_carries_the_identity_without_its_password_and_both_chrome_payloads(device_profile, tmp_path):
+    # DEVICE_TRUST_PKCS12_PASSWORD is set (browser_policy_cli sets it): the profile still leaves it out,
+    # so macOS asks for it when the profile is installed, and the command needs no terminal.
     out = tmp_path / "out"
     result = browser_policy_cli("--os", "macos", "--profile-dir", str(device_profile), "--output-dir", str(out),
                                 *ORIGIN_ARGS)
     assert result.returncode == 0, result.stderr
     path = out / "device-trust-local.mobileconfig"
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600, "the profile holds the private key"
-    profile = plistlib.loads(path.read_bytes())
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600, "the profile holds the (encrypted) private key"
+    assert P12_PASSWORD.encode() not in path.read_bytes()
+    assert "install on that Mac itself" in result.stdout
+    profile, payloads = macos_payloads(path)
     assert profile["PayloadType"] == "Configuration" and profile["PayloadVersion"] == 1
-    payloads = {payload["PayloadType"]: payload for payload in profile["PayloadContent"]}
+    assert list(payloads) == ["com.apple.security.pkcs12", "com.google.Chrome",
+                              f"com.google.Chrome.extensions.{browser_policy.EXTENSION_ID}"]
     identity = payloads["com.apple.security.pkcs12"]
+    assert "Password" not in identity
     assert identity["PayloadContent"] == (device_profile / "device.p12").read_bytes()
-    assert identity["Password"] == P12_PASSWORD
-    key, certificate, _ = pkcs12.load_key_and_certificates(identity["PayloadContent"], identity["Password"].encode())
+    # Apple's defaults are AllowAllAppsAccess false, KeyIsExtractable true: both written out, the key not exportable.
+    assert identity["AllowAllAppsAccess"] is False
+    assert identity["KeyIsExtractable"] is False
+    key, certificate, _ = pkcs12.load_key_and_certificates(identity["PayloadContent"], P12_PASSWORD.encode())
     assert certificate.subject.rfc4514_string() == f"O=DeviceTrust local,CN={THING}"
     chrome = payloads["com.google.Chrome"]
     assert [json.loads(entry) for entry in chrome["AutoSelectCertificateForUrls"]] == [
@@ -181,22 +194,86 @@ def test_macos_profile_carries_the_identity_and_both_chrome_payloads(device_prof
     assert {key: extension[key] for key in EXPECTED_EXTENSION_CONFIG} == EXPECTED_EXTENSION_CONFIG
     uuids = [profile["PayloadUUID"], *(payload["PayloadUUID"] for payload in profile["PayloadContent"])]
     assert len(set(uuids)) == len(uuids)
-    # Rendering again gives the same identifiers, so an MDM replaces the profile instead of adding one.
+    # Rendering again gives the same identifiers, so installing it again replaces the profile instead of adding one.
     again = browser_policy_cli("--os", "macos", "--profile-dir", str(device_profile), "--output-dir", str(out),
-                               *ORIGIN_ARGS)
-    assert again.returncode == 0
+                               *ORIGIN_ARGS, password=None)
+    assert again.returncode == 0, again.stderr
     assert plistlib.loads(path.read_bytes())["PayloadUUID"] == profile["PayloadUUID"]
 
 
-def test_macos_profile_can_leave_the_password_for_the_user_to_type(device_profile, tmp_path):
+def test_macos_profile_holds_the_password_only_with_include_pkcs12_password(device_profile, tmp_path):
+    out = tmp_path / "out"
+    result = browser_policy_cli("--os", "macos", "--include-pkcs12-password", "--profile-dir", str(device_profile),
+                                "--output-dir", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "holds the private key AND its password" in result.stdout
+    path = out / "device-trust-local.mobileconfig"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    _, payloads = macos_payloads(path)
+    identity = payloads["com.apple.security.pkcs12"]
+    assert identity["Password"] == P12_PASSWORD
+    assert identity["AllowAllAppsAccess"] is False and identity["KeyIsExtractable"] is False
+    key, _, _ = pkcs12.load_key_and_certificates(identity["PayloadContent"], identity["Password"].encode())
+    assert key is not None
+
+
+def test_macos_profile_lets_all_apps_use_the_key_only_with_the_opt_in(device_profile, tmp_path):
+    out = tmp_path / "out"
+    result = browser_policy_cli("--os", "macos", "--allow-all-apps-key-access", "--profile-dir", str(device_profile),
+                                "--output-dir", str(out))
+    assert result.returncode == 0, result.stderr
+    _, payloads = macos_payloads(out / "device-trust-local.mobileconfig")
+    identity = payloads["com.apple.security.pkcs12"]
+    assert identity["AllowAllAppsAccess"] is True
+    assert identity["KeyIsExtractable"] is False and "Password" not in identity
+
+
+def test_old_omit_pkcs12_password_option_is_still_accepted_and_is_the_default(device_profile, tmp_path):
     out = tmp_path / "out"
     result = browser_policy_cli("--os", "macos", "--omit-pkcs12-password", "--profile-dir", str(device_profile),
                                 "--output-dir", str(out), password=None)
     assert result.returncode == 0, result.stderr
-    profile = plistlib.loads((out / "device-trust-local.mobileconfig").read_bytes())
-    [identity] = [p for p in profile["PayloadContent"] if p["PayloadType"] == "com.apple.security.pkcs12"]
-    assert "Password" not in identity
-    assert identity["PayloadContent"] == (device_profile / "device.p12").read_bytes()
+    _, payloads = macos_payloads(out / "device-trust-local.mobileconfig")
+    assert "Password" not in payloads["com.apple.security.pkcs12"]
+    clash = browser_policy_cli("--os", "macos", "--omit-pkcs12-password", "--include-pkcs12-password",
+                               "--profile-dir", str(device_profile), "--output-dir", str(tmp_path / "clash"))
+    assert clash.returncode == 2 and clash.stderr.count("\n") == 1 and "not allowed with" in clash.stderr
+
+
+def test_macos_without_identity_writes_only_the_chrome_policies_and_needs_no_device_p12(device_profile, tmp_path):
+    (device_profile / "device.p12").unlink()  # the identity was imported on the Mac itself: the file is not read
+    out = tmp_path / "out"
+    result = browser_policy_cli("--os", "macos", "--macos-without-identity", "--profile-dir", str(device_profile),
+                                "--output-dir", str(out), *ORIGIN_ARGS, password=None)
+    assert result.returncode == 0, result.stderr
+    assert "Chrome policies only" in result.stdout and "security import" in result.stdout
+    path = out / "device-trust-local.mobileconfig"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644, "no key in it"
+    profile, payloads = macos_payloads(path)
+    assert list(payloads) == ["com.google.Chrome", f"com.google.Chrome.extensions.{browser_policy.EXTENSION_ID}"]
+    assert [json.loads(entry) for entry in payloads["com.google.Chrome"]["AutoSelectCertificateForUrls"]] == [
+        {"pattern": "https://localhost:8443", "filter": EXPECTED_FILTER}]
+    extension = payloads[f"com.google.Chrome.extensions.{browser_policy.EXTENSION_ID}"]
+    assert {key: extension[key] for key in EXPECTED_EXTENSION_CONFIG} == EXPECTED_EXTENSION_CONFIG
+    # Its own identifier: installing it neither replaces nor is replaced by a profile with the identity.
+    assert profile["PayloadIdentifier"] == f"com.example.device-trust.{ENVIRONMENT}.{THING}.chrome-policies"
+    assert not any(isinstance(value, bytes) for payload in profile["PayloadContent"] for value in payload.values())
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("--os", "macos", "--macos-without-identity", "--include-pkcs12-password"),
+     "--macos-without-identity writes no PKCS#12 payload: drop --include-pkcs12-password"),
+    (("--os", "macos", "--macos-without-identity", "--allow-all-apps-key-access"),
+     "--macos-without-identity writes no PKCS#12 payload: drop --allow-all-apps-key-access"),
+    (("--os", "linux", "--include-pkcs12-password"), "--include-pkcs12-password: only for the macOS profile"),
+    (("--os", "windows", "--macos-without-identity"), "--macos-without-identity: only for the macOS profile"),
+], ids=["without-identity-and-password", "without-identity-and-all-apps", "password-on-linux", "macos-on-windows"])
+def test_macos_options_that_cannot_apply_are_refused_in_one_line(device_profile, tmp_path, args, message):
+    out = tmp_path / "out"
+    result = browser_policy_cli(*args, "--profile-dir", str(device_profile), "--output-dir", str(out))
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and message in result.stderr and "Traceback" not in result.stderr
+    assert not out.exists()
 
 
 def test_all_writes_one_file_per_operating_system_and_json_lists_them(device_profile, tmp_path):
@@ -241,18 +318,19 @@ def test_browser_policy_rejects_an_allowed_origin_that_is_not_one_safe_origin(de
 
 def test_wrong_pkcs12_password_is_a_usage_error_and_writes_nothing(device_profile, tmp_path):
     out = tmp_path / "out"
-    result = browser_policy_cli("--all", "--profile-dir", str(device_profile), "--output-dir", str(out),
-                                *ORIGIN_ARGS, password="not the password")
+    result = browser_policy_cli("--all", "--include-pkcs12-password", "--profile-dir", str(device_profile),
+                                "--output-dir", str(out), *ORIGIN_ARGS, password="not the password")
     assert result.returncode == 2
     assert "DEVICE_TRUST_PKCS12_PASSWORD" in result.stderr and result.stderr.count("\n") == 1
     assert not out.exists()
 
 
-def test_macos_without_password_or_terminal_says_how_to_give_it(device_profile, tmp_path):
-    result = browser_policy_cli("--os", "macos", "--profile-dir", str(device_profile), "--output-dir",
-                                str(tmp_path / "out"), password=None)
+def test_include_pkcs12_password_without_password_or_terminal_says_how_to_give_it(device_profile, tmp_path):
+    result = browser_policy_cli("--os", "macos", "--include-pkcs12-password", "--profile-dir", str(device_profile),
+                                "--output-dir", str(tmp_path / "out"), password=None)
     assert result.returncode == 2
-    assert "set DEVICE_TRUST_PKCS12_PASSWORD" in result.stderr
+    assert "set DEVICE_TRUST_PKCS12_PASSWORD" in result.stderr and result.stderr.count("\n") == 1
+    assert not (tmp_path / "out").exists()
 
 
 def test_missing_profile_is_a_local_file_error(tmp_path):

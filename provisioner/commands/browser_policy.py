@@ -1,6 +1,6 @@
 """``browser-policy``: Chrome policy files for this laptop's device profile.
 
-Reads device.json and device.crt (and device.p12 for macOS), renders with
+Reads device.json and device.crt (and device.p12 for the macOS profile with the identity), renders with
 :mod:`provisioner.browser_policy`, writes the files atomically and prints what it
 wrote and where each goes. See docs/browser.md for the rollout.
 
@@ -11,6 +11,7 @@ stand-in's credentials endpoint (``https://localhost``); it needs no device prof
 
 from __future__ import annotations
 
+import argparse
 import getpass
 import json
 import os
@@ -33,7 +34,12 @@ EXTENSION_SOURCE = Path(__file__).resolve().parents[2] / "extension"
 _INSTALL_HINTS = {
     "linux": "copy to " + " and ".join(f"{d}/" for d in browser_policy.LINUX_POLICY_DIRS) + " (root, mode 0644)",
     "windows": "import on the laptop (reg import, as administrator) or turn into a GPO / Intune setting",
-    "macos": "push with your MDM (holds the private key: keep it 0600, never e-mail it)",
+    "macos": "install on that Mac itself (open it, approve it in System Settings, type the device.p12 password); "
+             "it holds the encrypted private key: keep it 0600, never e-mail it",
+    "macos-with-password": "holds the private key AND its password: push it only through your MDM, scoped to that "
+                           "Mac; keep it 0600, never e-mail it, delete it once the MDM has it",
+    "macos-without-identity": "Chrome policies only: push with your MDM; import device.p12 on the Mac itself "
+                              "(security import, docs/browser.md section 2)",
 }
 
 
@@ -57,9 +63,20 @@ def add_arguments(parser) -> None:
                         help="update URL for ExtensionInstallForcelist (the Chrome Web Store's "
                              "https://clients2.google.com/service/update2/crx or your own); without it the "
                              "policies do not force-install the extension")
-    parser.add_argument("--omit-pkcs12-password", action="store_true",
-                        help="macOS: leave the PKCS#12 password out of the profile; macOS asks for it when the "
-                             "profile is installed (Apple's advice unless the MDM delivers the profile securely)")
+    password = parser.add_mutually_exclusive_group()
+    password.add_argument("--include-pkcs12-password", action="store_true",
+                          help=f"macOS: put the device.p12 password ({PASSWORD_ENV}, else a prompt) into the "
+                               "profile so that it installs without asking, e.g. pushed by an MDM; whoever has the "
+                               "file then has the private key. Default: left out, macOS asks for it at install")
+    # The default since the password left the profile by default; still accepted so that older scripts run.
+    password.add_argument("--omit-pkcs12-password", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--allow-all-apps-key-access", action="store_true",
+                        help="macOS: let every app on the Mac use the device key without asking "
+                             "(AllowAllAppsAccess true). Default: false, macOS asks before an app (Chrome) "
+                             "first uses it")
+    parser.add_argument("--macos-without-identity", action="store_true",
+                        help="macOS: write a profile with the Chrome policies only, no PKCS#12 payload, for a Mac "
+                             "whose device.p12 was imported on the Mac itself (security import, docs/browser.md)")
     parser.add_argument("--macos-identifier", default="com.example.device-trust", metavar="REVERSE_DNS",
                         help="prefix of the configuration profile's PayloadIdentifier (default: %(default)s)")
 
@@ -75,7 +92,7 @@ def _pkcs12_password() -> str:
     value = os.environ.get(PASSWORD_ENV)
     if value is None:
         if not (sys.stdin.isatty() and sys.stderr.isatty()):
-            raise UsageError(f"the macOS profile needs the device.p12 password: set {PASSWORD_ENV} "
+            raise UsageError(f"--include-pkcs12-password needs the device.p12 password: set {PASSWORD_ENV} "
                              "(no terminal to prompt on)")
         value = getpass.getpass("Password of device.p12: ")
     return value
@@ -92,8 +109,37 @@ def _check_pkcs12(data: bytes, password: str, path: Path) -> None:
         raise LocalFileError(f"{path} holds no key and certificate: re-run install")
 
 
-def render_files(args, profile) -> list[tuple[str, Path, bytes, bool]]:
-    """(os, path, content, secret) for each file to write; nothing is written here."""
+def _check_macos_options(args) -> None:
+    """The options that shape the identity payload need a macOS profile that has one."""
+    identity_options = [option for option, given in (
+        ("--include-pkcs12-password", args.include_pkcs12_password),
+        ("--allow-all-apps-key-access", args.allow_all_apps_key_access)) if given]
+    macos_options = [*identity_options, *(["--macos-without-identity"] if args.macos_without_identity else [])]
+    if macos_options and not (args.all or args.target_os == "macos"):
+        raise UsageError(f"{', '.join(macos_options)}: only for the macOS profile; pass --os macos or --all, "
+                         "or drop it")
+    if args.macos_without_identity and identity_options:
+        raise UsageError(f"--macos-without-identity writes no PKCS#12 payload: drop {', '.join(identity_options)}")
+
+
+def _macos_file(args, policy, profile, path: Path) -> tuple[str, Path, bytes, bool, str]:
+    if args.macos_without_identity:
+        content = browser_policy.render_macos(policy, pkcs12=None, identifier_prefix=args.macos_identifier)
+        return "macos", path, content, False, _INSTALL_HINTS["macos-without-identity"]
+    p12 = _read(profile.p12_path, "PKCS#12 bundle")
+    password = None
+    if args.include_pkcs12_password:
+        password = _pkcs12_password()
+        _check_pkcs12(p12, password, profile.p12_path)
+    content = browser_policy.render_macos(policy, pkcs12=p12, pkcs12_password=password,
+                                          allow_all_apps_access=args.allow_all_apps_key_access,
+                                          identifier_prefix=args.macos_identifier)
+    hint = _INSTALL_HINTS["macos-with-password" if password is not None else "macos"]
+    return "macos", path, content, True, hint
+
+
+def render_files(args, profile) -> list[tuple[str, Path, bytes, bool, str]]:
+    """(os, path, content, secret, install hint) for each file to write; nothing is written here."""
     policy = browser_policy.build_policy(
         credentials_endpoint=profile.credentials_endpoint,
         certificate_pem=_read(profile.cert_path, "device certificate"),
@@ -110,18 +156,13 @@ def render_files(args, profile) -> list[tuple[str, Path, bytes, bool]]:
     files = []
     for target in targets:
         if target == "linux":
-            files.append(("linux", output_dir / f"{stem}.json", browser_policy.render_linux(policy), False))
+            files.append(("linux", output_dir / f"{stem}.json", browser_policy.render_linux(policy), False,
+                          _INSTALL_HINTS["linux"]))
         elif target == "windows":
-            files.append(("windows", output_dir / f"{stem}.reg", browser_policy.render_windows(policy), False))
+            files.append(("windows", output_dir / f"{stem}.reg", browser_policy.render_windows(policy), False,
+                          _INSTALL_HINTS["windows"]))
         else:
-            p12 = _read(profile.p12_path, "PKCS#12 bundle")
-            password = None
-            if not args.omit_pkcs12_password:
-                password = _pkcs12_password()
-                _check_pkcs12(p12, password, profile.p12_path)
-            content = browser_policy.render_macos(policy, pkcs12=p12, pkcs12_password=password,
-                                                  identifier_prefix=args.macos_identifier)
-            files.append(("macos", output_dir / f"{stem}.mobileconfig", content, True))
+            files.append(_macos_file(args, policy, profile, output_dir / f"{stem}.mobileconfig"))
     return files
 
 
@@ -179,7 +220,10 @@ def _run_stand_in_extension(args) -> int:
     policy_only = [option for option, given in (
         ("--output-dir", args.output_dir is not None),
         ("--allowed-origin", args.allowed_origin), ("--extension-update-url", args.extension_update_url),
+        ("--include-pkcs12-password", args.include_pkcs12_password),
         ("--omit-pkcs12-password", args.omit_pkcs12_password),
+        ("--allow-all-apps-key-access", args.allow_all_apps_key_access),
+        ("--macos-without-identity", args.macos_without_identity),
         ("--extension-id", args.extension_id != browser_policy.EXTENSION_ID)) if given]
     if policy_only:
         raise UsageError(f"--stand-in-extension writes no policies: drop {', '.join(policy_only)} "
@@ -198,9 +242,10 @@ def _run_stand_in_extension(args) -> int:
 def run(args) -> int:
     if args.stand_in_extension is not None:
         return _run_stand_in_extension(args)
+    _check_macos_options(args)
     profile = load_profile(args.profile_dir)
     files = render_files(args, profile)  # everything rendered (and validated) before the first write
-    for _, path, content, secret in files:
+    for _, path, content, secret, _ in files:
         if secret:
             write_file_atomic(path, content, 0o600)  # not write_secret_file: it would chmod an existing --output-dir
         else:
@@ -213,10 +258,10 @@ def run(args) -> int:
     if args.json:
         print(json.dumps({
             "extensionId": args.extension_id,
-            "files": [{"os": target, "path": str(path), "install": _INSTALL_HINTS[target]}
-                      for target, path, _, _ in files],
+            "files": [{"os": target, "path": str(path), "install": hint}
+                      for target, path, _, _, hint in files],
         }, indent=2))
     else:
-        for target, path, _, _ in files:
-            print(f"wrote {path}: {_INSTALL_HINTS[target]}")
+        for _, path, _, _, hint in files:
+            print(f"wrote {path}: {hint}")
     return 0
