@@ -72,7 +72,7 @@ def add_arguments(parser) -> None:
     password.add_argument("--omit-pkcs12-password", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--allow-all-apps-key-access", action="store_true",
                         help="macOS: let every app on the Mac use the device key without asking "
-                             "(AllowAllAppsAccess true). Default: false, macOS asks before an app (Chrome) "
+                             "(AllowAllAppsAccess true). Default: false, macOS may ask before an app (Chrome) "
                              "first uses it")
     parser.add_argument("--macos-without-identity", action="store_true",
                         help="macOS: write a profile with the Chrome policies only, no PKCS#12 payload, for a Mac "
