@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import logging
 import signal
 import sys
@@ -25,6 +26,20 @@ def port_number(text: str) -> int:
     return port
 
 
+def is_loopback_host(host: str) -> bool:
+    """True for `localhost` and IPv4/IPv6 loopback literals (127.0.0.0/8, ::1).
+
+    Names other than `localhost` are not resolved (no DNS lookup at start-up) and
+    count as remote, as do the wildcard addresses (0.0.0.0, ::) and the empty string.
+    """
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class _OneLineArgumentParser(argparse.ArgumentParser):
     """argparse, but a usage error is one line on stderr (exit 2), not usage + error."""
 
@@ -37,7 +52,14 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m emulator",
         description="Local stand-in for AWS (CloudFormation, IAM, STS, IoT) and the IoT credentials endpoint.",
     )
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="loopback address to listen on (default 127.0.0.1; others need --allow-remote)"
+    )
+    parser.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow a non-loopback --host: anyone who reaches it can use the unauthenticated AWS API and its CA",
+    )
     parser.add_argument("--port", type=port_number, default=4566, help="AWS API port (default 4566; 0 = any free port)")
     parser.add_argument(
         "--credentials-port", type=port_number, default=8443, help="mutual-TLS credentials port (default 8443; 0 = any free port)"
@@ -52,7 +74,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.allow_remote and not is_loopback_host(args.host):
+        parser.error(
+            f"--host {args.host!r} is not a loopback address; the AWS API is unauthenticated and signs "
+            "certificates with the stand-in CA, so it listens on loopback only (127.0.0.0/8, ::1, localhost) "
+            "unless --allow-remote is given"
+        )
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("moto").setLevel(logging.ERROR)
     stop = threading.Event()
@@ -73,6 +102,12 @@ def main(argv: list[str] | None = None) -> int:
     except EmulatorError as exc:
         print(f"emulator: {exc}", file=sys.stderr)
         return 1
+    if not is_loopback_host(args.host):
+        logging.getLogger("emulator").warning(
+            "warning: --allow-remote: listening on %s; anyone who can reach it can call the AWS API "
+            "without credentials and have certificates signed by the stand-in CA",
+            args.host,
+        )
     logging.getLogger("emulator").info(
         "ready: AWS API %s, credentials endpoint %s, CA %s%s",
         addresses.control_plane,

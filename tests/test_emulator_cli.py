@@ -172,3 +172,32 @@ def test_planted_symlinks_and_loose_state_dir_do_not_leak_the_keys(tmp_path):
         assert victim.read_text() == "not yours\n", name
     assert not dangling.exists()
 
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "", "192.0.2.10", "stand-in.example"])
+def test_non_loopback_host_is_refused_with_one_line_and_exit_2(tmp_path, host):
+    # Nothing is bound or resolved: the refusal comes before the state directory or any socket is touched.
+    result = subprocess.run(
+        [sys.executable, "-m", "emulator", "--host", host, "--port", "0", "--credentials-port", "0",
+         "--state-dir", str(tmp_path / "state")],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=20, check=False,
+    )
+    assert result.returncode == 2
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"emulator: --host {host!r} is not a loopback address")
+    assert "--allow-remote" in lines[0]
+    assert not (tmp_path / "state").exists()
+
+
+def test_localhost_by_name_is_a_loopback_host(tmp_path):
+    with start_emulator(tmp_path, extra_args=("--host", "localhost")) as running:
+        assert running.endpoint_url.startswith("http://localhost:")
+        assert running.client("sts").get_caller_identity()["Account"] == "123456789012"
+    assert "--allow-remote" not in running.log_text()
+
+
+def test_allow_remote_is_accepted(tmp_path):
+    # Only loopback is bound here; the flag's effect on a non-loopback --host is the absence of the refusal above.
+    with start_emulator(tmp_path, extra_args=("--host", "127.0.0.1", "--allow-remote")) as running:
+        assert running.client("sts").get_caller_identity()["Account"] == "123456789012"

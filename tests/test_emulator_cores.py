@@ -15,6 +15,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from emulator.ca import build_ca, issue_server_certificate, load_or_create_ca, sign_device_csr, write_private
+from emulator.cli import is_loopback_host
 from emulator.credentials import (
     CertificateInfo,
     CredentialsRequest,
@@ -356,3 +357,14 @@ def test_state_dir_of_another_user_is_refused(tmp_path):
         load_or_create_ca(state)
     assert list(state.iterdir()) == []
 
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1", True), ("127.8.9.10", True), ("::1", True), ("localhost", True), ("LOCALHOST", True),
+        ("0.0.0.0", False), ("::", False), ("", False), ("192.0.2.10", False), ("10.0.0.1", False),
+        ("stand-in.example", False), ("localhost.example", False), ("127.1", False),
+    ],
+)
+def test_only_loopback_hosts_count_as_local(host, loopback):
+    assert is_loopback_host(host) is loopback
