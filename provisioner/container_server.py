@@ -22,7 +22,7 @@ from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 
-from provisioner.credentials_client import Credentials, format_expiration
+from provisioner.credentials_client import Credentials, format_expiration, mask_access_key_id
 from provisioner.errors import DeviceTrustError
 
 CREDENTIALS_PATH = "/credentials"
@@ -169,7 +169,7 @@ class CredentialsKeeper:
             return
         self._failures = 0
         self._last_failure = None
-        self._log(f"refreshed credentials {credentials.access_key_id}, valid until "
+        self._log(f"refreshed credentials {mask_access_key_id(credentials.access_key_id)}, valid until "
                   f"{format_expiration(credentials.expiration)}")
 
     def start(self) -> None:

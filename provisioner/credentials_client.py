@@ -56,11 +56,21 @@ class Credentials:
     session_token: str
     expiration: datetime  # timezone-aware, UTC
 
-    def __repr__(self) -> str:  # keep secrets out of logs and tracebacks
+    def __repr__(self) -> str:  # keep secrets (and the key id) out of logs and tracebacks
         return (
-            f"Credentials(access_key_id={self.access_key_id!r}, "
+            f"Credentials(access_key_id={mask_access_key_id(self.access_key_id)!r}, "
             f"expiration={format_expiration(self.expiration)!r})"
         )
+
+
+def mask_access_key_id(access_key_id: str) -> str:
+    """``ASIAIOSFODNN7EXAMPLE`` -> ``ASIA...MPLE``: enough to tell keys apart and to find one
+    in CloudTrail, not the key id itself (which identifies the account and, with the
+    secret, is half of a credential). AWS key ids are at least 16 characters; a shorter
+    value is not shown at all."""
+    if len(access_key_id) < 16:
+        return "..."
+    return f"{access_key_id[:4]}...{access_key_id[-4:]}"
 
 
 def credentials_url_path(role_alias: str) -> str:

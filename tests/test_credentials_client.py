@@ -217,6 +217,26 @@ def test_credentials_repr_never_shows_the_secret_or_token(pki, server):
     creds = fetch(pki, f"localhost:{server.port}")
     assert "secret/example" not in repr(creds)
     assert "token-example" not in repr(creds)
+    assert "ASIAEXAMPLE" not in repr(creds)
+
+
+def test_credentials_repr_and_logs_show_the_access_key_id_masked():
+    from datetime import datetime, timezone
+
+    creds = cc.Credentials("ASIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG", "IQoJb3JpZ2luX2Vj",
+                           datetime(2030, 1, 18, 9, 18, 6, tzinfo=timezone.utc))
+    assert repr(creds) == "Credentials(access_key_id='ASIA...MPLE', expiration='2030-01-18T09:18:06Z')"
+    assert f"{creds!r} {creds}".count("IOSFODNN7EXA") == 0
+
+
+@pytest.mark.parametrize("key_id,shown", [
+    ("ASIAIOSFODNN7EXAMPLE", "ASIA...MPLE"),
+    ("AKIA" + "X" * 124, "AKIA...XXXX"),
+    ("ASIAEXAMPLE", "..."),  # shorter than any AWS key id: nothing of it is shown
+    ("", "..."),
+])
+def test_mask_access_key_id_keeps_four_characters_at_each_end_at_most(key_id, shown):
+    assert cc.mask_access_key_id(key_id) == shown
 
 
 def test_server_errors_are_retried_then_succeed(pki, server):

@@ -219,6 +219,7 @@ def test_verify_prints_role_session_name_and_expiry(device, base_env, emulator):
     assert result["sessionName"] == device["certificateId"]
     assert result["sessionIsCertificate"] is True
     assert result["expiration"].endswith("Z")
+    assert re.fullmatch(r"ASIA\.\.\.[A-Z0-9]{4}", result["accessKeyId"]), result["accessKeyId"]  # masked
     text = provisioner("verify", "--profile-dir", str(device["dir"]), env=env)
     assert text.returncode == 0, text.stderr
     assert f"role:         {device['roleArn']}" in text.stdout

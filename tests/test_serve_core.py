@@ -108,6 +108,19 @@ def test_keeper_refreshes_in_the_background_only_when_due():
     assert keeper.current()[0].access_key_id == "ASIA0002"
 
 
+def test_keeper_logs_a_refresh_with_the_access_key_id_masked():
+    """serve prints these lines on stderr: the key id appears only as ASIA...WXYZ."""
+    clock = Clock(T0)
+    keys = iter(["ASIAFIRSTKEY0000AAAA", "ASIASECONDKEY000WXYZ"])
+    logged: list[str] = []
+    keeper = cs.CredentialsKeeper(lambda: Credentials(next(keys), "secret", "token", clock() + timedelta(hours=1)),
+                                  margin_seconds=1200, clock=clock, log=logged.append)
+    keeper.refresh()
+    clock.now = T0 + timedelta(minutes=40)
+    keeper.tick()
+    assert logged == ["refreshed credentials ASIA...WXYZ, valid until 2030-01-01T13:40:00Z"]
+
+
 def test_keeper_keeps_serving_old_credentials_while_refresh_fails_then_stops_before_expiry():
     clock = Clock(T0)
     fetch = ScriptedFetch(clock, script=[None] + [NetworkError("endpoint down")] * 50)

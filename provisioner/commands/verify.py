@@ -24,7 +24,11 @@ def describe_identity(arn: str) -> dict:
 
 
 def run(args) -> int:
-    from provisioner.credentials_client import fetch_credentials_for_profile, format_expiration
+    from provisioner.credentials_client import (
+        fetch_credentials_for_profile,
+        format_expiration,
+        mask_access_key_id,
+    )
     from provisioner.errors import AwsError, NetworkError
     from provisioner.profile import load_profile
 
@@ -64,7 +68,7 @@ def run(args) -> int:
         "roleArn": described["roleArn"],
         "sessionName": described["sessionName"],
         "sessionIsCertificate": described["sessionName"] == profile.certificate_id,
-        "accessKeyId": credentials.access_key_id,
+        "accessKeyId": mask_access_key_id(credentials.access_key_id),  # masked: ASIA...WXYZ
         "expiration": format_expiration(credentials.expiration),
     }
     if described["roleArn"] is None:
