@@ -199,3 +199,19 @@ def test_a_key_copy_cut_short_leaves_no_readable_fragment_and_the_old_files_in_p
     assert (tmp_path / "device.key").read_bytes() == key
     assert {n: (tmp_path / n).read_text() for n in names if n != "device.key"} == {
         n: f"old {n}" for n in names if n != "device.key"}
+
+
+# ---------------------------------------------------------------- the PKCS#12 password variable
+def test_the_pkcs12_password_variable_is_read_once_and_not_passed_on_to_child_processes(monkeypatch):
+    import os
+    import subprocess
+    import sys
+
+    from provisioner.commands._common import PASSWORD_ENV, pkcs12_password
+
+    monkeypatch.setenv(PASSWORD_ENV, "correct horse battery")
+    assert pkcs12_password() == b"correct horse battery"
+    assert PASSWORD_ENV not in os.environ
+    child = subprocess.run([sys.executable, "-c", f"import os; print(os.environ.get({PASSWORD_ENV!r}))"],
+                           capture_output=True, text=True, timeout=60, check=True)
+    assert child.stdout == "None\n"

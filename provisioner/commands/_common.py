@@ -83,8 +83,12 @@ def this_platform() -> str:
 
 
 def pkcs12_password(*, confirm: bool = True) -> bytes:
-    """The PKCS#12 password: $DEVICE_TRUST_PKCS12_PASSWORD, else an interactive prompt; never argv."""
-    value = os.environ.get(PASSWORD_ENV)
+    """The PKCS#12 password: $DEVICE_TRUST_PKCS12_PASSWORD, else an interactive prompt; never argv.
+
+    The variable is removed from this process's environment as it is read, so no program
+    the provisioner starts (none today) inherits it.
+    """
+    value = os.environ.pop(PASSWORD_ENV, None)
     if value is None:
         if not (sys.stdin.isatty() and sys.stderr.isatty()):
             raise UsageError(f"no PKCS#12 password: set {PASSWORD_ENV} (no terminal to prompt on)")
