@@ -84,7 +84,8 @@ def test_page_refuses_every_other_sts_endpoint(search):
     ("?region=eu-west-1.attacker.example", "is not an AWS Region name"),
     ("?region=EU-WEST-1", "is not an AWS Region name"),
     ("?region=eu-west-1/x", "is not an AWS Region name"),
-    ("?region=eu-west-1&sts=https://sts.us-east-1.amazonaws.com", "is the endpoint of us-east-1, but region is eu-west-1"),
+    ("?region=eu-west-1&sts=https://sts.us-east-1.amazonaws.com",
+     "is the endpoint of us-east-1, but region is eu-west-1"),
     ("?region=eu-west-1&sts=https://sts.amazonaws.com", "signed for us-east-1, not eu-west-1"),
 ])
 def test_page_refuses_a_malformed_region_or_one_that_does_not_fit_the_endpoint(search, message):
