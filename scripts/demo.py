@@ -102,6 +102,7 @@ def story(work: Path) -> None:
         "AWS_CONFIG_FILE": str(aws_config),
         "AWS_SHARED_CREDENTIALS_FILE": str(aws_config),
         "JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION": "1",
+        "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
         "CDK_DISABLE_CLI_TELEMETRY": "true",
     }
     env.pop("AWS_PROFILE", None)
