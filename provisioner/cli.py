@@ -40,7 +40,9 @@ VERBS = (
     "serve",
 )
 
-ENV_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,63}")
+# The stack's rule (stacks/config.py): the environment name is part of every physical name,
+# the longest being the provisioning template "DeviceTrust-<env>-laptop" (IoT caps it at 36).
+ENV_NAME = re.compile(r"[a-z][a-z0-9-]{0,16}")
 STACK_NAME = re.compile(r"[A-Za-z][A-Za-z0-9-]{0,127}")
 REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d{1,2}")
 
@@ -80,7 +82,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         prog=PROG,
         description="Enroll laptops in device trust on AWS IoT and hand out short-lived AWS credentials.",
         epilog="Exit status: 0 ok, 1 internal error, 2 usage, 3 AWS refused or misconfigured, "
-        "4 network, 5 local file, 6 certificate refused by the credentials endpoint, 130 interrupted.",
+        "4 network, 5 local file or missing dependency, 6 certificate refused by the credentials endpoint, 130 interrupted.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     verbs = parser.add_subparsers(dest="verb", metavar="<verb>", title="verbs",
@@ -101,7 +103,8 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 def _finish_common_options(args: argparse.Namespace) -> None:
     """Validate the common options and fill in the defaults that depend on --env."""
     if not ENV_NAME.fullmatch(args.env):
-        raise UsageError(f"invalid --env {args.env!r}: use letters, digits and '-' (up to 64)")
+        raise UsageError(f"invalid --env {args.env!r}: 1-17 lowercase letters, digits or '-', starting with a "
+                         "letter (the stack's rule for environment names)")
     if args.stack_name is None:
         args.stack_name = f"DeviceTrust-{args.env}"
     elif not STACK_NAME.fullmatch(args.stack_name):
@@ -114,12 +117,29 @@ def _finish_common_options(args: argparse.Namespace) -> None:
     args.profile_dir = args.profile_dir.expanduser().absolute()
 
 
+# Exit status for a Python that lacks the provisioner's dependencies (an installation
+# problem on this laptop, like an unusable profile file; not a bug).
+MISSING_DEPENDENCY_EXIT = 5
+
+
+def _missing_dependency(exc: ImportError) -> str | None:
+    """The third-party distribution ``exc`` lacks, or None if it is stdlib or our own (a bug)."""
+    top = (exc.name or "").split(".")[0]
+    if not top or top == "provisioner" or top in sys.stdlib_module_names:
+        return None
+    return top
+
+
 def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     debug = os.environ.get("DEVICE_TRUST_DEBUG") == "1"
+    words = list(sys.argv[1:] if argv is None else argv)
+    if words[:1] == ["--version"]:  # without loading the verbs: works even before `make setup`
+        print(f"{PROG} {__version__}")
+        return 0
     try:
         parser = build_parser(argv)
         args = parser.parse_args(argv)
@@ -140,9 +160,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         except OSError:
             pass
         return 1
+    except ImportError as exc:
+        if debug:
+            traceback.print_exc()
+        missing = _missing_dependency(exc)
+        if missing is None:
+            return _internal_error(exc)
+        print(f"{PROG}: missing dependency {missing}: run `make setup` and use .venv/bin/python "
+              "(or activate .venv)", file=sys.stderr)
+        return MISSING_DEPENDENCY_EXIT
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, no traceback
         if debug:
             traceback.print_exc()
-        print(f"{PROG}: internal error: {type(exc).__name__}: {_one_line(exc)} "
-              "(set DEVICE_TRUST_DEBUG=1 for details)", file=sys.stderr)
-        return 1
+        return _internal_error(exc)
+
+
+def _internal_error(exc: BaseException) -> int:
+    print(f"{PROG}: internal error: {type(exc).__name__}: {_one_line(exc)} "
+          "(set DEVICE_TRUST_DEBUG=1 for details)", file=sys.stderr)
+    return 1

@@ -8,11 +8,14 @@ backoff) and that turns botocore's exceptions into the provisioner's own.
 from __future__ import annotations
 
 import contextlib
+import difflib
+import functools
 import os
 from dataclasses import dataclass
 from typing import Iterator
 
 import boto3
+import botocore
 from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
@@ -25,8 +28,9 @@ from botocore.exceptions import (
     PartialCredentialsError,
     ReadTimeoutError,
 )
+from botocore.parsers import ResponseParserError
 
-from provisioner.errors import AwsError, NetworkError
+from provisioner.errors import AwsError, NetworkError, UsageError
 
 MAX_ATTEMPTS = 5  # in all: the first call + up to 4 retries (botocore total_max_attempts)
 CONNECT_TIMEOUT = 5
@@ -58,17 +62,51 @@ def client_config(max_attempts: int = MAX_ATTEMPTS) -> Config:
     )
 
 
+@functools.lru_cache(maxsize=None)
+def known_regions(service: str) -> frozenset[str]:
+    """Every region, in every partition, where botocore's endpoint data has ``service``."""
+    session = boto3.session.Session()
+    return frozenset(region for partition in session.get_available_partitions()
+                     for region in session.get_available_regions(service, partition_name=partition))
+
+
+def check_region(service: str, region: str, source: str) -> None:
+    """UsageError (exit 2, before any call) for a region botocore does not know for ``service``:
+    a typo such as us-eats-1 would otherwise reach a host that does not exist, or a stand-in's 500."""
+    known = known_regions(service)
+    if region in known:
+        return
+    close = difflib.get_close_matches(region, sorted(known), n=1)
+    raise UsageError(
+        f"unknown AWS region {region!r} (from {source}): botocore {botocore.__version__} knows no {service} "
+        f"endpoint there" + (f"; did you mean {close[0]}?" if close else "; use a name like us-east-1"))
+
+
+def _region_source(region: str | None) -> str:
+    if region is not None:
+        return "--region or the device profile"
+    for variable in ("AWS_DEFAULT_REGION", "AWS_REGION"):
+        if os.environ.get(variable):
+            return variable
+    return "the AWS profile's region"
+
+
 def aws_client(service: str, region: str | None = None, *, max_attempts: int = MAX_ATTEMPTS):
     """A boto3 client on the usual credential chain (profiles, environment, AWS_ENDPOINT_URL).
 
     The region: ``region`` (--region or the profile's), else boto3's chain
     (AWS_DEFAULT_REGION, the AWS profile's ``region``), else AWS_REGION, which the
-    pinned boto3 and the AWS CLI v1 do not read themselves.
+    pinned boto3 and the AWS CLI v1 do not read themselves. A region botocore's
+    endpoint data does not know for ``service`` is a UsageError before any call.
     """
-    with aws_errors(f"setting up the {service} client"):
+    with aws_errors("setting up AWS"):
         session = boto3.session.Session(region_name=region)
         if session.region_name is None and os.environ.get("AWS_REGION"):
             session = boto3.session.Session(region_name=os.environ["AWS_REGION"])
+        if session.region_name is None:
+            raise NoRegionError()
+    check_region(service, session.region_name, _region_source(region))
+    with aws_errors(f"setting up the {service} client"):
         return session.client(service, config=client_config(max_attempts))
 
 
@@ -87,6 +125,9 @@ def aws_errors(action: str) -> Iterator[None]:
             hint = ": check the AWS credentials and that they carry the ProvisionerPolicyArn policy"
         elif code in ("Throttling", "ThrottlingException", "TooManyRequestsException"):
             hint = ": AWS kept throttling after retries; try again in a minute"
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+        if not hint and status >= 500:
+            hint = f": AWS answered HTTP {status} after retries; try again later, or check AWS_ENDPOINT_URL"
         raise AwsError(f"{action} failed: {code}: {message}{hint}") from exc
     except (EndpointConnectionError, ConnectTimeoutError, ConnectionClosedError) as exc:
         raise NetworkError(f"{action} failed: cannot reach AWS ({exc}); check the network or AWS_ENDPOINT_URL") from exc
@@ -95,8 +136,12 @@ def aws_errors(action: str) -> Iterator[None]:
     except (NoCredentialsError, PartialCredentialsError) as exc:
         raise AwsError(f"{action} failed: no AWS credentials found; configure a profile or AWS_* variables") from exc
     except NoRegionError as exc:
-        raise AwsError(
-            f"{action} failed: no AWS region; pass --region or set AWS_DEFAULT_REGION (or AWS_REGION)"
+        raise AwsError("no AWS region: pass --region or set AWS_DEFAULT_REGION (or AWS_REGION)") from exc
+    except ResponseParserError as exc:
+        first = " ".join((str(exc).splitlines() or [""])[0].split()).rstrip(":")[:160]
+        raise NetworkError(
+            f"{action} failed: the answer is not an AWS API answer ({first}); check AWS_ENDPOINT_URL, "
+            "--region and any proxy in between"
         ) from exc
     except BotoCoreError as exc:
         raise AwsError(f"{action} failed: {exc}") from exc

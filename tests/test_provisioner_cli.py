@@ -104,6 +104,15 @@ BAD_INPUTS = [
     (["enroll", "--thing-name", "lap", "--owner", "two words"], 2, "invalid --owner 'two words'"),
     (["enroll", "--thing-name", "lap", "--serial", "a" * 801], 2, "invalid --serial"),
     (["enroll", "--thing-name", "lap", "--env", "no spaces"], 2, "invalid --env 'no spaces'"),
+    # the stack's rule (stacks/config.py): 1-17 lowercase letters, digits or '-', starting with a letter
+    (["enroll", "--thing-name", "lap", "--env", "Prod"], 2, "invalid --env 'Prod': 1-17 lowercase letters"),
+    (["enroll", "--thing-name", "lap", "--env", "1dev"], 2, "invalid --env '1dev'"),
+    (["enroll", "--thing-name", "lap", "--env", "a" * 18], 2, "invalid --env"),
+    (["csr", "--thing-name", "lap", "--env", "Dev"], 2, "invalid --env 'Dev'"),
+    (["status", "--region", "us-eats-1"], 2, "unknown AWS region 'us-eats-1' (from --region"),
+    (["status", "--region", "us-eats-1"], 2, "did you mean us-east-1?"),
+    (["revoke", "--thing-name", "lap", "--region", "eu-westt-1"], 2, "unknown AWS region 'eu-westt-1'"),
+    (["register", "--csr", "{tmp}/pending.csr", "--region", "us-eats-1"], 2, "unknown AWS region 'us-eats-1'"),
     (["enroll", "--thing-name", "lap", "--stack-name", "1stack"], 2, "invalid --stack-name '1stack'"),
     (["enroll", "--thing-name", "lap", "--region", "Mars"], 2, "invalid --region 'Mars'"),
     (["enroll", "--thing-name", "lap", "--endpoint-ca", "{tmp}/missing.pem"], 2, "cannot read endpoint CA file"),
@@ -145,6 +154,92 @@ def test_bad_input_gets_one_line_and_its_exit_status_before_any_aws_call(offline
     if "--profile-dir" not in args and args[0] in ("enroll", "csr", "install", "rotate"):
         args += ["--profile-dir", str(tmp_path / "profile")]
     assert_one_line_failure(run_cli(args, offline_env), exit_code, fragment)
+
+
+def test_a_region_of_another_partition_is_known(offline_env):
+    # cn-north-1 is in botocore's aws-cn partition: accepted, so the call goes out (and meets the closed port)
+    result = run_cli(["status", "--thing-name", "lap", "--region", "cn-north-1"], offline_env)
+    assert_one_line_failure(result, 4, "cannot reach AWS")
+
+
+@pytest.mark.parametrize("variable", ["AWS_DEFAULT_REGION", "AWS_REGION"])
+def test_a_misspelt_region_in_the_environment_is_a_usage_error_naming_the_variable(offline_env, variable):
+    env = {k: v for k, v in offline_env.items() if k not in ("AWS_DEFAULT_REGION", "AWS_REGION")}
+    env[variable] = "us-eats-1"
+    result = run_cli(["status", "--thing-name", "lap"], env)
+    assert_one_line_failure(result, 2, f"unknown AWS region 'us-eats-1' (from {variable})")
+
+
+class _BrokenAws:
+    """An "AWS endpoint" that answers every request with HTTP 500 and the given body."""
+
+    def __init__(self, body: bytes, headers: dict[str, str]):
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        import threading
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _answer(self):
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self.send_response(500)
+                for key, value in {**headers, "Content-Length": str(len(body))}.items():
+                    self.send_header(key, value)
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = _answer
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_an_answer_that_is_not_an_aws_answer_is_a_network_error_not_an_internal_error(offline_env):
+    # CloudFormation speaks XML; a 500 whose body is not XML makes botocore raise ResponseParserError.
+    broken = _BrokenAws(b"Internal Server Error", {"Content-Type": "text/plain"})
+    try:
+        result = run_cli(["status"], {**offline_env, "AWS_ENDPOINT_URL": broken.url})
+    finally:
+        broken.close()
+    assert_one_line_failure(result, 4, "reading stack DeviceTrust-local failed: the answer is not an AWS API answer")
+    assert "internal error" not in result.stderr and "AWS_ENDPOINT_URL" in result.stderr
+
+
+def test_http_500_from_aws_after_retries_is_an_aws_error_saying_so(offline_env):
+    broken = _BrokenAws(b'{"message": "we are down"}', {"Content-Type": "application/json",
+                                                        "x-amzn-ErrorType": "InternalFailureException"})
+    try:
+        result = run_cli(["status", "--thing-name", "lap"], {**offline_env, "AWS_ENDPOINT_URL": broken.url})
+    finally:
+        broken.close()
+    assert_one_line_failure(result, 3, "InternalFailureException: we are down: AWS answered HTTP 500 after retries")
+
+
+def _without_site() -> list[str]:
+    return [sys.executable, "-S", "-m", "provisioner"]
+
+
+def test_a_python_without_the_dependencies_is_told_how_to_get_them(offline_env):
+    # -S: the same interpreter without its site-packages (no boto3, botocore, cryptography);
+    # PYTHONPATH still finds the provisioner itself, as it would for a checkout run with the system python.
+    for verb in (["status"], ["enroll", "--thing-name", "lap"], ["--help"]):
+        result = subprocess.run([*_without_site(), *verb], capture_output=True, text=True,
+                                env=offline_env, cwd=REPO, stdin=subprocess.DEVNULL, timeout=60)
+        assert_one_line_failure(result, 5, "missing dependency ")
+        assert "run `make setup` and use .venv/bin/python (or activate .venv)" in result.stderr
+        assert "internal error" not in result.stderr
+
+
+def test_version_needs_no_dependencies(offline_env):
+    result = subprocess.run([*_without_site(), "--version"], capture_output=True, text=True,
+                            env=offline_env, cwd=REPO, timeout=60)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "device-trust 0.1.0\n", "")
 
 
 def test_enroll_without_password_and_without_terminal_is_a_clear_usage_error(offline_env, tmp_path):

@@ -622,6 +622,7 @@ def test_no_region_anywhere_is_one_line_naming_both_ways_to_give_one(env):
     line = one_line_failure(run_cli(env, "status"), 3)
     assert "no AWS region" in line and "--region" in line
     assert "AWS_DEFAULT_REGION" in line and "AWS_REGION" in line
+    assert "iot" not in line  # status's first call is CloudFormation: the message names no service
 
 
 # ---------------------------------------------------------------- throttling
