@@ -208,6 +208,53 @@ else:
         fcntl.flock(fd, fcntl.LOCK_UN)
 
 
+def forget_credentials(profile: "DeviceProfile", *, lock_timeout: float = LOCK_TIMEOUT_SECONDS) -> None:
+    """Delete the credentials cache under the profile lock (after the endpoint refused the certificate).
+
+    Under the lock, a refresh that was already under way either wrote its cache before
+    this deletes it, or starts after and asks the endpoint itself. If the lock cannot be
+    had, the file is deleted anyway: keys of a refused certificate must not stay behind.
+    Raises LocalFileError only when the file exists and cannot be removed.
+    """
+    try:
+        with _ProfileLock(profile.directory / LOCK_FILE, lock_timeout):
+            discard_cache(profile)
+            return
+    except LocalFileError:
+        pass
+    discard_cache(profile)
+
+
+def refused_forgetting_cache(profile: "DeviceProfile", error: CredentialsRefusedError) -> CredentialsRefusedError:
+    """Forget the cache of a refused certificate; the refusal to raise (still exit 6).
+
+    If the cache cannot be removed, the refusal says so and where, in the same one line.
+    """
+    try:
+        forget_credentials(profile)
+    except LocalFileError as exc:
+        return CredentialsRefusedError(f"{error}; and the cached credentials could not be removed ({exc}): "
+                                       "delete that file by hand")
+    return error
+
+
+def fetch_forgetting_cache_on_refusal(
+    profile: "DeviceProfile",
+    fetch: Callable[["DeviceProfile"], "Credentials"] | None = None,
+) -> "Credentials":
+    """Fetch from the endpoint without the cache; if the endpoint refuses the certificate,
+    delete the cache too (``credentials --no-cache``, ``verify``, ``serve``)."""
+    if fetch is None:
+        from provisioner.credentials_client import fetch_credentials_for_profile as fetch
+    try:
+        return fetch(profile)
+    except CredentialsRefusedError as exc:
+        error = refused_forgetting_cache(profile, exc)
+        if error is exc:
+            raise
+        raise error from exc
+
+
 def get_credentials(
     profile: "DeviceProfile",
     *,
@@ -233,8 +280,13 @@ def get_credentials(
             from provisioner.credentials_client import fetch_credentials_for_profile as fetch
         try:
             document = process_document(fetch(profile))
-        except CredentialsRefusedError:
-            discard_cache(profile)
+        except CredentialsRefusedError as exc:
+            try:
+                discard_cache(profile)  # already under the lock
+            except LocalFileError as failure:
+                raise CredentialsRefusedError(
+                    f"{exc}; and the cached credentials could not be removed ({failure}): "
+                    "delete that file by hand") from exc
             raise
         except NetworkError:
             if cached is not None and seconds_left(cached, clock()) > MIN_FALLBACK_SECONDS:

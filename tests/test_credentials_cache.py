@@ -98,3 +98,45 @@ def test_warm_call_of_the_verb_loads_no_tls_boto3_or_cryptography(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(done.stdout) == fresh
     assert json.loads(done.stderr) == []
+
+
+# ---------------------------------------------------------------- refusal forgets the cache
+def _refused(_profile):
+    from provisioner.errors import CredentialsRefusedError
+
+    raise CredentialsRefusedError("credentials endpoint x refused the certificate (403 Forbidden)")
+
+
+def test_a_refusal_outside_get_credentials_deletes_the_cache_and_is_raised_unchanged(tmp_path):
+    from provisioner.errors import CredentialsRefusedError
+
+    prof = profile(directory=tmp_path)
+    cache.write_cache(prof, document(datetime.now(timezone.utc) + timedelta(hours=1)))
+    with pytest.raises(CredentialsRefusedError) as info:
+        cache.fetch_forgetting_cache_on_refusal(prof, _refused)
+    assert str(info.value) == "credentials endpoint x refused the certificate (403 Forbidden)"
+    assert not cache.cache_path(prof).exists()
+
+
+def test_forgetting_waits_for_the_lock_but_deletes_the_cache_even_if_it_never_comes(tmp_path):
+    prof = profile(directory=tmp_path)
+    cache.write_cache(prof, document(datetime.now(timezone.utc) + timedelta(hours=1)))
+    with cache._ProfileLock(tmp_path / cache.LOCK_FILE, 1):  # a refresh stuck elsewhere
+        cache.forget_credentials(prof, lock_timeout=0.2)
+    assert not cache.cache_path(prof).exists()
+
+
+def test_a_cache_that_cannot_be_removed_is_named_in_the_same_one_line_refusal(tmp_path, monkeypatch):
+    from provisioner.errors import CredentialsRefusedError, LocalFileError
+
+    prof = profile(directory=tmp_path)
+
+    def cannot(_profile):
+        raise LocalFileError(f"cannot remove {cache.cache_path(prof)}: Permission denied")
+
+    monkeypatch.setattr(cache, "discard_cache", cannot)
+    with pytest.raises(CredentialsRefusedError) as info:
+        cache.fetch_forgetting_cache_on_refusal(prof, _refused)
+    assert "\n" not in str(info.value)
+    assert str(info.value).startswith("credentials endpoint x refused the certificate (403 Forbidden); and the "
+                                      f"cached credentials could not be removed (cannot remove {tmp_path}/")

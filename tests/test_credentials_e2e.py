@@ -253,7 +253,53 @@ def test_sdk_program_gets_credentials_through_serve_and_serve_stops_on_sigterm(d
             server.kill()
             raise
     assert code == 0
-    assert "Traceback" not in server.stderr.read()
+    stderr = server.stderr.read()
+    assert "Traceback" not in stderr
+    assert "warning" not in stderr  # no AWS variables in this environment
+
+
+def test_serve_warns_about_aws_variables_the_sdks_would_prefer_and_sends_a_clean_server_header(
+        device, base_env, tmp_path):
+    shadowing = {"AWS_ACCESS_KEY_ID": "AKIAIOSFODNN7EXAMPLE", "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/K7MDENG",
+                 "AWS_PROFILE": "someone-else"}
+    server = subprocess.Popen([sys.executable, "-m", "provisioner", "serve", "--profile-dir", str(device["dir"])],
+                              env=base_env | shadowing, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    try:
+        exports = dict(
+            re.fullmatch(r"export (\w+)=(\S+)\n", server.stdout.readline()).groups() for _ in range(2)
+        )
+        notes = []
+        while not (line := server.stderr.readline()).startswith("device-trust serve: serving credentials"):
+            assert line, f"serve stopped early: {notes}"
+            notes.append(line)
+        assert notes == [
+            "device-trust serve: warning: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_PROFILE are set; the AWS "
+            "SDKs and CLI use them before the container endpoint: unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY "
+            "AWS_PROFILE in the shell that runs your programs\n"
+        ]
+        # the raw header line, as it goes over the wire
+        import socket
+        from urllib.parse import urlsplit
+
+        url = urlsplit(exports["AWS_CONTAINER_CREDENTIALS_FULL_URI"])
+        with socket.create_connection((url.hostname, url.port), timeout=10) as sock:
+            sock.sendall(f"GET {url.path} HTTP/1.0\r\nAuthorization: "
+                         f"{exports['AWS_CONTAINER_AUTHORIZATION_TOKEN']}\r\n\r\n".encode())
+            raw = b""
+            while chunk := sock.recv(65536):
+                raw += chunk
+        head = raw.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+        assert head[0].startswith(b"HTTP/1.0 200 "), head
+        assert b"Server: device-trust-serve" in head, head
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            code = server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            raise
+    assert code == 0
 
 
 # ---------------------------------------------------------------- aws-config
@@ -322,6 +368,39 @@ def test_revoked_certificate_gives_a_clear_error_and_exit_6(revoked_device, base
 
     serve = provisioner("serve", "--profile-dir", str(revoked_device["dir"]), env=base_env, timeout=60)
     assert serve.returncode == 6 and serve.stdout == ""
+
+
+def test_every_refusal_deletes_the_cache_so_plain_credentials_refuse_too(deployed_stack, base_env, emulator,
+                                                                         tmp_path):
+    """After `revoke`, verify, credentials --no-cache and serve each meet the refusal (exit 6) and
+    delete credentials-cache.json, so a plain `credentials` (what the AWS CLI profile runs) asks
+    the endpoint and refuses too instead of handing out the cached keys for up to an hour."""
+    device = enroll(deployed_stack.emulator, base_env, "credentials-refused-paths-laptop", tmp_path / "profile")
+    cache = device["dir"] / "credentials-cache.json"
+    warm = provisioner("credentials", "--profile-dir", str(device["dir"]), env=base_env)
+    assert warm.returncode == 0, warm.stderr
+    cached_bytes = cache.read_bytes()
+    operator_env = base_env | {k: v for k, v in emulator.env.items()
+                               if k not in ("AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE")}
+    revoked = provisioner("revoke", "--thing-name", "credentials-refused-paths-laptop", env=operator_env)
+    assert revoked.returncode == 0, revoked.stderr
+
+    refusing_paths = {
+        "verify": (["verify"], base_env | {"AWS_ENDPOINT_URL": emulator.endpoint_url}),
+        "credentials --no-cache": (["credentials", "--no-cache"], base_env),
+        "serve": (["serve"], base_env),
+    }
+    for name, (args, env) in refusing_paths.items():
+        cache.write_bytes(cached_bytes)  # the fresh cache the laptop had when it was revoked
+        cache.chmod(0o600)
+        done = provisioner(*args, "--profile-dir", str(device["dir"]), env=env, timeout=60)
+        assert done.returncode == 6, (name, done.stderr)
+        assert done.stdout == "", name
+        assert done.stderr.count("\n") == 1 and "refused the certificate" in done.stderr, (name, done.stderr)
+        assert not cache.exists(), f"{name} left the cache of a refused certificate in place"
+        plain = provisioner("credentials", "--profile-dir", str(device["dir"]), env=base_env)
+        assert plain.returncode == 6, (name, plain.stdout)  # not the cached keys
+        assert plain.stdout == "" and "refused the certificate" in plain.stderr, name
 
 
 # ---------------------------------------------------------------- endpoint down

@@ -28,7 +28,8 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--no-cache",
         action="store_true",
-        help="always fetch from the credentials endpoint and do not touch the cache",
+        help="always fetch from the credentials endpoint; neither read nor write the cache "
+        "(a refused certificate still deletes it)",
     )
 
 
@@ -44,9 +45,9 @@ def run(args) -> int:
     margin = parse_refresh_margin(args.refresh_margin, os.environ)
     profile = load_profile(args.profile_dir)
     if args.no_cache:
-        from provisioner.credentials_client import fetch_credentials_for_profile
+        from provisioner.credential_cache import FROM_ENDPOINT, fetch_forgetting_cache_on_refusal
 
-        document, source = process_document(fetch_credentials_for_profile(profile)), "endpoint"
+        document, source = process_document(fetch_forgetting_cache_on_refusal(profile)), FROM_ENDPOINT
     else:
         document, source = get_credentials(profile, margin_seconds=margin)
     if source == FROM_CACHE_ENDPOINT_UNREACHABLE:

@@ -14,6 +14,10 @@ import signal
 import sys
 import threading
 
+# Variables the AWS SDKs and CLI look at before the container endpoint: with any of
+# them set, a program started from this shell would not use what serve hands out.
+SHADOWING_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE")
+
 HELP = "serve credentials on 127.0.0.1 with the container-credentials protocol (SDKs refresh by themselves)"
 
 
@@ -25,7 +29,18 @@ def add_arguments(parser) -> None:
                         "their lifetime (default: 1200)")
 
 
+def shadowing_warning(environ) -> str | None:
+    """The warning line for AWS variables that take precedence over the container endpoint, or None."""
+    found = [name for name in SHADOWING_VARIABLES if environ.get(name)]
+    if not found:
+        return None
+    return (f"warning: {', '.join(found)} {'is' if len(found) == 1 else 'are'} set; the AWS SDKs and CLI use "
+            f"{'it' if len(found) == 1 else 'them'} before the container endpoint: "
+            f"unset {' '.join(found)} in the shell that runs your programs")
+
+
 def run(args) -> int:
+    import os
     import secrets
 
     from provisioner.container_server import (
@@ -33,7 +48,8 @@ def run(args) -> int:
         ContainerCredentialsServer,
         CredentialsKeeper,
     )
-    from provisioner.credentials_client import fetch_credentials_for_profile, format_expiration
+    from provisioner.credential_cache import fetch_forgetting_cache_on_refusal
+    from provisioner.credentials_client import format_expiration
     from provisioner.errors import NetworkError, UsageError
     from provisioner.profile import load_profile
 
@@ -47,7 +63,8 @@ def run(args) -> int:
     def log(message: str) -> None:
         print(f"device-trust serve: {message}", file=sys.stderr, flush=True)
 
-    keeper = CredentialsKeeper(lambda: fetch_credentials_for_profile(profile), margin_seconds=margin, log=log)
+    # A refusal (at start or on a later refresh) also deletes the credential_process cache.
+    keeper = CredentialsKeeper(lambda: fetch_forgetting_cache_on_refusal(profile), margin_seconds=margin, log=log)
     first = keeper.refresh()  # fail now, with the real reason, rather than serve 503s
     token = secrets.token_urlsafe(32)
     try:
@@ -73,6 +90,9 @@ def run(args) -> int:
         else:
             print(f"export AWS_CONTAINER_CREDENTIALS_FULL_URI={shlex.quote(server.url)}", flush=True)
             print(f"export AWS_CONTAINER_AUTHORIZATION_TOKEN={shlex.quote(token)}", flush=True)
+        warning = shadowing_warning(os.environ)
+        if warning:
+            log(warning)
         log(f"serving credentials of thing {profile.thing_name} on {server.url} "
             f"(current ones valid until {format_expiration(first.expiration)}); Ctrl-C to stop")
         while not stop.wait(0.5):

@@ -1,6 +1,7 @@
 """``verify``: prove the whole chain works: certificate -> credentials -> STS.
 
-Fetches fresh credentials from the credentials endpoint (not from the cache), then
+Fetches fresh credentials from the credentials endpoint (not from the cache; if the
+endpoint refuses the certificate, the cache is deleted, exit 6), then
 calls STS GetCallerIdentity with them and prints the role, the session name (the
 credentials provider names the session after the certificate id) and the expiry.
 """
@@ -24,16 +25,13 @@ def describe_identity(arn: str) -> dict:
 
 
 def run(args) -> int:
-    from provisioner.credentials_client import (
-        fetch_credentials_for_profile,
-        format_expiration,
-        mask_access_key_id,
-    )
+    from provisioner.credential_cache import fetch_forgetting_cache_on_refusal
+    from provisioner.credentials_client import format_expiration, mask_access_key_id
     from provisioner.errors import AwsError, NetworkError
     from provisioner.profile import load_profile
 
     profile = load_profile(args.profile_dir)
-    credentials = fetch_credentials_for_profile(profile)
+    credentials = fetch_forgetting_cache_on_refusal(profile)  # a refusal also deletes the cache
 
     import boto3
     import botocore.exceptions
