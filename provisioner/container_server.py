@@ -202,6 +202,9 @@ class ContainerCredentialsServer:
             server_version = "device-trust-serve"
             sys_version = ""
 
+            def version_string(self) -> str:  # http.server joins the two with a space
+                return self.server_version
+
             def _answer(self) -> None:
                 credentials, problem = outer_keeper.current()
                 status, body = respond(
