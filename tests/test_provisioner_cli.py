@@ -118,6 +118,10 @@ BAD_INPUTS = [
     (["enroll", "--thing-name", "lap", "--endpoint-ca", "{tmp}/missing.pem"], 2, "cannot read endpoint CA file"),
     (["enroll", "--thing-name", "lap", "--endpoint-ca", "{tmp}/empty.pem"], 2, "holds no PEM certificate"),
     (["enroll", "--thing-name", "lap", "--profile-dir", "{tmp}/afile/profile"], 5, "is not a directory"),
+    # root passes os.access on /proc, yet nothing can be created there: the probe must really try
+    (["enroll", "--thing-name", "lap", "--profile-dir", "/proc/dt"], 5, "cannot write to profile directory /proc/dt"),
+    (["csr", "--thing-name", "lap", "--profile-dir", "/proc/dt/sub"], 5,
+     "cannot write to profile directory /proc/dt/sub"),
     (["csr"], 2, "the following arguments are required: --thing-name"),
     (["csr", "--thing-name", "über"], 2, "invalid thing name"),
     (["register"], 2, "the following arguments are required: --csr"),

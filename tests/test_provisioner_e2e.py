@@ -335,6 +335,14 @@ def test_enroll_with_the_wrong_endpoint_ca_stops_before_making_a_certificate(env
     assert certificate_ids(iot) == before
 
 
+def test_enroll_into_a_profile_dir_that_cannot_be_written_touches_nothing_in_aws(env, iot):
+    thing_name = new_thing_name()
+    before = certificate_ids(iot)
+    line = one_line_failure(run_cli(env, "enroll", "--thing-name", thing_name, "--profile-dir", "/proc/dt"), 5)
+    assert "cannot write to profile directory /proc/dt" in line and "rolled back" not in line
+    assert certificate_ids(iot) == before and not thing_exists(iot, thing_name)
+
+
 def test_enroll_against_a_missing_stack_is_an_aws_error(env, tmp_path, iot):
     before = certificate_ids(iot)
     line = one_line_failure(run_cli(env, "enroll", "--env", "nowhere", "--thing-name", new_thing_name(),

@@ -15,6 +15,7 @@ import socket
 import ssl
 import stat
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from importlib import resources
@@ -182,14 +183,27 @@ def read_input_file(path: Path, what: str) -> bytes:
 
 
 def check_profile_dir_usable(directory: Path) -> None:
-    """Fail early (before any AWS call) if the profile directory cannot be made or written."""
+    """Fail early (before any AWS call) if the profile directory cannot be made or written.
+
+    Really tries: makes the directory (0700, parents too) as the profile writes will, then
+    creates and removes a probe file in it. Permission bits alone do not tell (root passes
+    os.access on /proc, where nothing can be created).
+    """
     probe = directory
-    while not probe.exists():
+    while not probe.exists() and probe != probe.parent:
         probe = probe.parent
-    if not probe.is_dir():
+    if probe.exists() and not probe.is_dir():
         raise LocalFileError(f"cannot use profile directory {directory}: {probe} is not a directory")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise LocalFileError(f"cannot write to profile directory {directory}: permission denied on {probe}")
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd, probe_name = tempfile.mkstemp(prefix=".probe.", suffix=".tmp", dir=directory)
+        try:
+            os.write(fd, b"probe")
+        finally:
+            os.close(fd)
+            os.unlink(probe_name)
+    except OSError as exc:
+        raise LocalFileError(f"cannot write to profile directory {directory}: {exc.strerror or exc}") from exc
 
 
 # ---------------------------------------------------------------- staged profile writes
