@@ -326,6 +326,21 @@ def test_aws_config_write_keeps_other_profiles(device, base_env, tmp_path):
     assert stat.S_IMODE(config.stat().st_mode) == 0o640
 
 
+def test_aws_config_write_refuses_a_duplicated_section_with_exit_5_and_leaves_the_file_alone(device, base_env,
+                                                                                              tmp_path):
+    config = tmp_path / "config"
+    original = ("[profile device-trust-local]\nregion = eu-west-1\n\n[default]\noutput = json\n\n"
+                "[profile device-trust-local]\noutput = text\n")
+    config.write_text(original)
+    env = base_env | {"AWS_CONFIG_FILE": str(config)}
+    done = provisioner("aws-config", "--write", "--profile-dir", str(device["dir"]), env=env)
+    assert done.returncode == 5
+    assert done.stdout == ""
+    assert done.stderr.count("\n") == 1
+    assert "[profile device-trust-local] appears 2 times; remove the duplicates by hand first" in done.stderr
+    assert config.read_text() == original
+
+
 # ---------------------------------------------------------------- revoked certificate
 @pytest.fixture
 def revoked_device(deployed_stack, base_env, tmp_path):
