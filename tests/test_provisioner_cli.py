@@ -252,6 +252,52 @@ def test_enroll_without_password_and_without_terminal_is_a_clear_usage_error(off
     assert_one_line_failure(result, 2, "no PKCS#12 password: set DEVICE_TRUST_PKCS12_PASSWORD")
 
 
+def run_in_terminal(args, env, *, answers=(), timeout=90) -> tuple[int, str]:
+    """Run the provisioner on a pseudo-terminal (stdin, stdout, stderr), answering each password
+    prompt with the next of ``answers``; with none left, the process is killed at the prompt."""
+    import pty
+    import select
+    import time
+
+    master, slave = pty.openpty()
+    # A new session without a controlling terminal: getpass falls back to stdin/stderr, the pty.
+    process = subprocess.Popen([sys.executable, "-m", "provisioner", *args], stdin=slave, stdout=slave,
+                               stderr=slave, env=env, cwd=REPO, start_new_session=True)
+    os.close(slave)
+    output, pending, deadline = b"", list(answers), time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if not ready:
+                if process.poll() is not None:
+                    break
+                continue
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: the process closed the terminal
+                break
+            output += chunk
+            if output.rstrip().endswith((b"Password for device.p12:", b"Repeat the password:")):
+                if not pending:
+                    break
+                os.write(master, pending.pop(0).encode() + b"\n")
+                output += b"<answered>\n"
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=30)
+        os.close(master)
+    return process.returncode, output.decode(errors="replace")
+
+
+def test_enroll_reads_the_stack_before_prompting_for_the_password(offline_env, tmp_path):
+    # AWS (the stand-in) is down: the user learns that before typing a password twice for nothing.
+    env = {k: v for k, v in offline_env.items() if k != "DEVICE_TRUST_PKCS12_PASSWORD"}
+    code, output = run_in_terminal(["enroll", "--thing-name", "lap", "--profile-dir", str(tmp_path / "p")], env)
+    assert "Password for device.p12" not in output, output
+    assert code == 4 and "cannot reach AWS" in output, output
+
+
 def test_short_pkcs12_password_is_refused_before_any_aws_call(offline_env, tmp_path):
     env = {**offline_env, "DEVICE_TRUST_PKCS12_PASSWORD": "short"}
     result = run_cli(["enroll", "--thing-name", "lap", "--profile-dir", str(tmp_path / "p")], env)

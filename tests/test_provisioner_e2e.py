@@ -335,6 +335,30 @@ def test_enroll_with_the_wrong_endpoint_ca_stops_before_making_a_certificate(env
     assert certificate_ids(iot) == before
 
 
+def test_enroll_prompts_for_the_password_on_a_terminal_and_the_p12_opens_with_it(env, tmp_path):
+    from tests.test_provisioner_cli import run_in_terminal
+
+    env = {k: v for k, v in env.items() if k != "DEVICE_TRUST_PKCS12_PASSWORD"}
+    profile = tmp_path / "profile"
+    code, output = run_in_terminal(["enroll", "--thing-name", new_thing_name(), "--profile-dir", str(profile)], env,
+                                   answers=["typed at the prompt", "typed at the prompt"])
+    assert code == 0, output
+    assert output.count("<answered>") == 2
+    pkcs12.load_pkcs12((profile / "device.p12").read_bytes(), b"typed at the prompt")
+
+
+def test_enroll_whose_two_passwords_differ_creates_nothing_in_aws(env, iot, tmp_path):
+    # The prompt comes after the stack is read but before CreateCertificateFromCsr.
+    from tests.test_provisioner_cli import run_in_terminal
+
+    env = {k: v for k, v in env.items() if k != "DEVICE_TRUST_PKCS12_PASSWORD"}
+    thing_name, before = new_thing_name(), certificate_ids(iot)
+    code, output = run_in_terminal(["enroll", "--thing-name", thing_name, "--profile-dir", str(tmp_path / "p")], env,
+                                   answers=["first password", "second password"])
+    assert code == 2 and "the two passwords differ" in output, output
+    assert certificate_ids(iot) == before and not thing_exists(iot, thing_name)
+
+
 def test_enroll_into_a_profile_dir_that_cannot_be_written_touches_nothing_in_aws(env, iot):
     thing_name = new_thing_name()
     before = certificate_ids(iot)

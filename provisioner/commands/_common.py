@@ -89,13 +89,33 @@ def pkcs12_password(*, confirm: bool = True) -> bytes:
     The variable is removed from this process's environment as it is read, so no program
     the provisioner starts (none today) inherits it.
     """
+    value = early_pkcs12_password()
+    if value is not None:
+        return value
+    value = getpass.getpass("Password for device.p12: ")
+    if confirm and getpass.getpass("Repeat the password: ") != value:
+        raise UsageError("the two passwords differ")
+    return _checked_password(value)
+
+
+def early_pkcs12_password() -> bytes | None:
+    """What can be known of the password before any AWS call, without prompting: the variable's
+    value (checked, then removed from the environment), or None if :func:`pkcs12_password` will
+    have to prompt. UsageError now if it will have to and there is no terminal to prompt on.
+
+    Verbs call this first and prompt only once the stack and endpoint have been read, so that a
+    user whose stack or network is down is not asked for a password in vain; the prompt still
+    comes before anything is created in AWS.
+    """
     value = os.environ.pop(PASSWORD_ENV, None)
     if value is None:
         if not (sys.stdin.isatty() and sys.stderr.isatty()):
             raise UsageError(f"no PKCS#12 password: set {PASSWORD_ENV} (no terminal to prompt on)")
-        value = getpass.getpass("Password for device.p12: ")
-        if confirm and getpass.getpass("Repeat the password: ") != value:
-            raise UsageError("the two passwords differ")
+        return None
+    return _checked_password(value)
+
+
+def _checked_password(value: str) -> bytes:
     if len(value) < keys.MIN_PKCS12_PASSWORD_LENGTH:
         raise UsageError(f"the PKCS#12 password must be at least {keys.MIN_PKCS12_PASSWORD_LENGTH} characters")
     return value.encode()

@@ -71,8 +71,9 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"this profile is enrolled as thing {existing.thing_name}, not {thing_name}: "
                              "pass --force to re-enroll under the new name, or another --profile-dir")
     ca = _common.endpoint_ca(args.endpoint_ca)
-    # Asked before any AWS call, unless the laptop may turn out to be enrolled already.
-    password = _common.pkcs12_password() if existing is None or args.force else None
+    # The variable (or whether a prompt is possible) is checked before any AWS call, unless the
+    # laptop may turn out to be enrolled already; the prompt itself comes once the stack is read.
+    password = _common.early_pkcs12_password() if existing is None or args.force else None
 
     cloudformation = aws_client("cloudformation", args.region)
     iot = aws_client("iot", args.region)
@@ -88,14 +89,13 @@ def run(args: argparse.Namespace) -> int:
             return 0
         _common.note(f"re-enrolling: {problem}")
 
-    if password is None:
-        password = _common.pkcs12_password()
-
-    # 3. AWS: the stack's outputs, the credentials endpoint, then the certificate.
+    # 3. AWS: the stack's outputs, the credentials endpoint, then (password known) the certificate.
     stack = read_stack(cloudformation, args.stack_name)
     endpoint = credentials_endpoint(iot)
     if not args.no_verify:
         _common.check_endpoint_trust(endpoint, ca)
+    if password is None:
+        password = _common.pkcs12_password()
     key = keys.generate_private_key(args.key_type)
     csr_pem = keys.build_csr(key, thing_name, args.env)
     registration = enrollment.register_certificate(

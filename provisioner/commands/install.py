@@ -65,9 +65,11 @@ def run(args: argparse.Namespace) -> int:
     except LocalFileError:
         previous = None
     ca = _common.endpoint_ca(args.endpoint_ca)
-    password = _common.pkcs12_password()
+    password = _common.early_pkcs12_password()  # the variable, or the certainty that a prompt is possible
     if not args.no_verify:
         _common.check_endpoint_trust(profile.credentials_endpoint, ca)
+    if password is None:  # the prompt: once the endpoint answered
+        password = _common.pkcs12_password()
 
     p12 = keys.build_pkcs12(key, cert_pem, friendly_name=profile.thing_name, password=password,
                             encryption=args.pkcs12_encryption)

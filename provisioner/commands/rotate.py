@@ -26,12 +26,14 @@ def run(args: argparse.Namespace) -> int:
                          f"pass --env {old.environment}")
     if old.stack_name != args.stack_name:
         raise UsageError(f"the profile belongs to stack {old.stack_name}, not {args.stack_name}")
-    password = _common.pkcs12_password()
+    password = _common.early_pkcs12_password()  # the variable, or the certainty that a prompt is possible
     region = args.region or old.region
 
     cloudformation = aws_client("cloudformation", region)
     iot = aws_client("iot", region)
     stack = read_stack(cloudformation, old.stack_name)
+    if password is None:  # the prompt: once the stack answered, before anything is created
+        password = _common.pkcs12_password()
 
     # 1. New key + certificate beside the old ones; the old identity is untouched.
     key = keys.generate_private_key(args.key_type)
