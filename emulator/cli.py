@@ -13,6 +13,8 @@ from pathlib import Path
 from .errors import EmulatorError
 
 DEFAULT_STATE_DIR = Path(".state") / "emulator"
+# Exit statuses: 0 clean stop, 1 cannot start (port, state directory), 2 usage, 5 missing dependency.
+EXIT_MISSING_DEPENDENCY = 5
 
 
 def port_number(text: str) -> int:
@@ -51,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _OneLineArgumentParser(
         prog="python -m emulator",
         description="Local stand-in for AWS (CloudFormation, IAM, STS, IoT) and the IoT credentials endpoint.",
+        epilog="Exit status: 0 stopped cleanly (SIGINT, SIGTERM), 1 cannot start (port in use, state directory), "
+        "2 usage, 5 missing dependency (run `make setup` and use .venv/bin/python).",
     )
     parser.add_argument(
         "--host", default="127.0.0.1", help="loopback address to listen on (default 127.0.0.1; others need --allow-remote)"
@@ -92,13 +96,25 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
 
-    from .server import StandIn
-
-    stand_in = StandIn(
-        args.state_dir, host=args.host, port=args.port, credentials_port=args.credentials_port, throttle=args.throttle
-    )
     try:
+        from .server import StandIn
+
+        stand_in = StandIn(
+            args.state_dir,
+            host=args.host,
+            port=args.port,
+            credentials_port=args.credentials_port,
+            throttle=args.throttle,
+        )
         addresses = stand_in.start()
+    except ModuleNotFoundError as exc:
+        # Run with a Python that lacks the project's packages (not the venv): nothing is bound or written yet.
+        package = (exc.name or "?").split(".")[0]
+        print(
+            f"emulator: missing dependency {package}: run `make setup` and use .venv/bin/python",
+            file=sys.stderr,
+        )
+        return EXIT_MISSING_DEPENDENCY
     except EmulatorError as exc:
         print(f"emulator: {exc}", file=sys.stderr)
         return 1

@@ -132,12 +132,13 @@ class CredentialsServer(ThreadingHTTPServer):
     def __init__(
         self,
         address: tuple[str, int],
-        context: ssl.SSLContext,
+        context: ssl.SSLContext | None,
         account_id: str,
         region: str,
         throttle: Throttle | None = None,
     ) -> None:
         super().__init__(address, CredentialsHandler)
+        # May be None while binding; the stand-in sets it before serving starts.
         self.context = context
         self.account_id = account_id
         self.region = region

@@ -201,3 +201,130 @@ def test_allow_remote_is_accepted(tmp_path):
     # Only loopback is bound here; the flag's effect on a non-loopback --host is the absence of the refusal above.
     with start_emulator(tmp_path, extra_args=("--host", "127.0.0.1", "--allow-remote")) as running:
         assert running.client("sts").get_caller_identity()["Account"] == "123456789012"
+
+
+# ---------------------------------------------------------------- a second stand-in on a running one's state
+
+
+def _server_certificate_seen(running, cert_path, key_path) -> bytes:
+    """The DER certificate the credentials endpoint presents in a verified mutual-TLS handshake."""
+    import ssl
+
+    context = ssl.create_default_context(cafile=str(running.ca_file))
+    context.load_cert_chain(certfile=str(cert_path), keyfile=str(key_path))
+    host, port = running.credentials_endpoint.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname=host) as tls:
+            return tls.getpeercert(binary_form=True)
+
+
+@pytest.mark.parametrize("clash", ["both-ports", "api-port", "credentials-port"])
+def test_second_stand_in_on_a_running_ones_ports_exits_1_and_leaves_the_first_serving(tmp_path, clash):
+    from tests.fixtures.emulator import credentials_get, make_key_and_csr, write_client_files
+
+    with start_emulator(tmp_path / "state") as first:
+        state = first.state_dir
+        key, csr = make_key_and_csr("second-start")
+        cert = first.client("iot").create_certificate_from_csr(certificateSigningRequest=csr, setAsActive=True)
+        cert_path, key_path = write_client_files(tmp_path / "device", cert["certificatePem"], key)
+        files = ("endpoint.json", "credentials-server.key", "credentials-server.pem", "ca.key", "ca.pem")
+        before = {name: (state / name).read_bytes() for name in files}
+        seen_before = _server_certificate_seen(first, cert_path, key_path)
+
+        api_port = first.endpoint_url.rsplit(":", 1)[1]
+        credentials_port = first.credentials_endpoint.rsplit(":", 1)[1]
+        ports = {
+            "both-ports": (api_port, credentials_port),
+            "api-port": (api_port, "0"),
+            "credentials-port": ("0", credentials_port),
+        }[clash]
+        second = subprocess.run(
+            [sys.executable, "-m", "emulator", "--port", ports[0], "--credentials-port", ports[1],
+             "--state-dir", str(state)],
+            cwd=REPO_ROOT, capture_output=True, text=True, timeout=60, check=False,
+        )
+        assert second.returncode == 1
+        assert second.stdout == ""
+        lines = second.stderr.splitlines()
+        assert len(lines) == 1, second.stderr
+        assert lines[0].startswith("emulator: cannot listen on 127.0.0.1:")
+        assert lines[0].endswith("Address already in use")
+
+        # The first one's files are untouched and it still serves both doors with the same certificate.
+        assert {name: (state / name).read_bytes() for name in files} == before
+        assert _server_certificate_seen(first, cert_path, key_path) == seen_before
+        served = x509.load_der_x509_certificate(seen_before)
+        on_disk = x509.load_pem_x509_certificate(before["credentials-server.pem"])
+        assert served == on_disk
+        status, _, body = credentials_get(first, cert_path, key_path, "no-such-alias")
+        assert status == 403, body  # the handshake verified; the unattached certificate is refused by the rules
+        assert first.client("sts").get_caller_identity()["Account"] == "123456789012"
+        assert first.process.poll() is None
+
+
+def test_stop_keeps_an_endpoint_json_this_process_did_not_write(tmp_path):
+    with start_emulator(tmp_path) as running:
+        other = {"controlPlane": "http://127.0.0.1:1", "credentialsEndpoint": "localhost:2", "caFile": "/x/ca.pem"}
+        (tmp_path / "endpoint.json").write_text(json.dumps(other))  # as another stand-in on this directory would
+        running.process.send_signal(signal.SIGTERM)
+        assert running.process.wait(timeout=15) == 0
+    assert json.loads((tmp_path / "endpoint.json").read_text()) == other
+
+
+# ---------------------------------------------------------------- a region that does not exist
+
+
+@pytest.mark.parametrize(
+    ("service", "call", "code"),
+    [
+        ("iot", lambda client: client.list_things(), "InvalidSignatureException"),  # REST-JSON
+        ("cloudformation", lambda client: client.list_stacks(), "SignatureDoesNotMatch"),  # query (XML)
+        ("sts", lambda client: client.get_caller_identity(), "SignatureDoesNotMatch"),
+    ],
+    ids=["iot", "cloudformation", "sts"],
+)
+def test_unknown_region_is_a_403_naming_it_and_one_log_line(emulator, service, call, code):
+    import boto3
+
+    client = boto3.session.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-eats-1"
+    ).client(service, endpoint_url=emulator.endpoint_url, config=Config(retries={"max_attempts": 1}))
+    with pytest.raises(ClientError) as raised:
+        call(client)
+    error = raised.value.response["Error"]
+    assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    assert error["Code"] == code
+    assert error["Message"] == "Credential should be scoped to a valid region, not 'us-eats-1'. "
+    time.sleep(0.2)
+    log = emulator.log_text()
+    assert "Traceback" not in log
+    assert "KeyError" not in log
+    assert any(line.endswith("-> 403 unknown region 'us-eats-1'") and f" api {service}." in line
+               for line in log.splitlines())
+    # The stand-in's own region is still served.
+    assert emulator.client("sts").get_caller_identity()["Account"] == "123456789012"
+
+
+# ---------------------------------------------------------------- a Python without the project's packages
+
+
+def test_python_without_the_dependencies_gets_one_line_and_exit_5(tmp_path):
+    # A fresh venv of the base interpreter: the standard library only, whatever the base has installed.
+    bare = tmp_path / "bare-venv"
+    subprocess.run([sys._base_executable, "-m", "venv", "--without-pip", str(bare)], check=True, timeout=120)
+    python = str(bare / "bin" / "python")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+    probe = subprocess.run([python, "-s", "-c", "import cryptography"], capture_output=True, env=env, check=False)
+    assert probe.returncode != 0, "the bare venv has cryptography; the test would prove nothing"
+
+    result = subprocess.run(
+        [python, "-s", "-m", "emulator", "--port", "0", "--credentials-port", "0",
+         "--state-dir", str(tmp_path / "state")],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=60, env=env, check=False,
+    )
+    assert result.returncode == 5
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        "emulator: missing dependency cryptography: run `make setup` and use .venv/bin/python"
+    ]
+    assert not (tmp_path / "state").exists()
