@@ -303,7 +303,8 @@ def issue_for_existing_thing(iot, stack: StackInfo, csr_pem: bytes, thing_name: 
     Rolled back (the new certificate only; the thing stays) on any failure.
     """
     if not thing_exists(iot, thing_name):
-        raise AwsError(f"thing {thing_name} is not registered in this account: enroll again with --force")
+        raise AwsError(f"thing {thing_name} is not registered in this account (revoked by an operator?): "
+                       "run enroll again to register this laptop anew")
     certificate = create_certificate(iot, csr_pem)
     with rolled_back_on_failure(iot, certificate, on_rollback=on_rollback):
         with aws_errors(f"attaching policy {stack.device_policy_name} to the new certificate"):
@@ -326,12 +327,26 @@ def revoke_certificate(iot, certificate_id: str) -> bool:
     return True
 
 
-def retire_certificate(iot, certificate_arn: str, thing_name: str) -> tuple[bool, list[str]]:
-    """Revoke a certificate, then detach it from ``thing_name`` and from its policies."""
+def retire_certificate(iot, certificate_arn: str, thing_name: str) -> tuple[str, list[str]]:
+    """Revoke a certificate, then detach it from ``thing_name`` and from its policies.
+
+    Returns what the revocation found ("revoked" by this call, "already revoked", or
+    "unknown" to AWS IoT) and the policies detached.
+    """
     certificate_id = certificate_id_from_arn(certificate_arn)
-    revoked = revoke_certificate(iot, certificate_id)
+    description = describe_certificate(iot, certificate_id)
+    if description is None:
+        outcome = "unknown"
+    elif description.get("status") == "REVOKED":
+        outcome = "already revoked"
+    else:
+        with aws_errors(f"revoking certificate {certificate_id}"):
+            iot.update_certificate(certificateId=certificate_id, newStatus="REVOKED")
+        outcome = "revoked"
+    if outcome == "unknown":
+        return outcome, []
     _things, policies = _detach_certificate(iot, certificate_arn, only_thing=thing_name)
-    return revoked, policies
+    return outcome, policies
 
 
 def revoke_thing(iot, thing_name: str, *, keep_thing: bool = False) -> RevocationReport:
@@ -402,6 +417,18 @@ def group_thing_names(iot, thing_group: str) -> list[str]:
         for page in iot.get_paginator("list_things_in_thing_group").paginate(thingGroupName=thing_group):
             names.extend(page.get("things", []))
     return sorted(names)
+
+
+def active_certificate_ids(iot, thing_name: str) -> list[str]:
+    """Ids of the ACTIVE certificates attached to ``thing_name`` (none if the thing does not exist)."""
+    if not thing_exists(iot, thing_name):
+        return []
+    active = []
+    for arn in thing_certificate_arns(iot, thing_name):
+        certificate_id = certificate_id_from_arn(arn)
+        if (describe_certificate(iot, certificate_id) or {}).get("status") == "ACTIVE":
+            active.append(certificate_id)
+    return active
 
 
 def certificate_health(iot, certificate_id: str, thing_name: str) -> str | None:

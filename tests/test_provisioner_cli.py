@@ -246,6 +246,16 @@ def test_version_needs_no_dependencies(offline_env):
     assert (result.returncode, result.stdout, result.stderr) == (0, "device-trust 0.1.0\n", "")
 
 
+def test_register_refuses_to_overwrite_a_registration_before_any_aws_call(offline_env, tmp_path):
+    csr = _csr_file(tmp_path)
+    (tmp_path / "laptop-1.json").write_text("{}")
+    result = run_cli(["register", "--csr", str(csr)], offline_env)
+    assert_one_line_failure(result, 2, f"{tmp_path / 'laptop-1.json'} already exist")
+    assert "--force" in result.stderr
+    # --force goes on to AWS (here: the closed port)
+    assert_one_line_failure(run_cli(["register", "--csr", str(csr), "--force"], offline_env), 4, "cannot reach AWS")
+
+
 def test_enroll_without_password_and_without_terminal_is_a_clear_usage_error(offline_env, tmp_path):
     env = {k: v for k, v in offline_env.items() if k != "DEVICE_TRUST_PKCS12_PASSWORD"}
     result = run_cli(["enroll", "--thing-name", "lap", "--profile-dir", str(tmp_path / "p")], env)

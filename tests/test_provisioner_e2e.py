@@ -326,6 +326,23 @@ def test_enroll_reenrolls_by_itself_when_the_certificate_was_revoked(enrolled, e
     assert accepted(emulator_, profile, new["roleAlias"], thing_name) == 200
 
 
+def test_after_an_operator_revoke_rotate_says_enroll_and_enroll_says_already_revoked(enrolled, env, iot):
+    thing_name, profile, old = enrolled
+    ok(run_cli(env, "revoke", "--thing-name", thing_name))
+    line = one_line_failure(run_cli(env, "rotate", "--profile-dir", str(profile)), 3)
+    assert f"thing {thing_name} is not registered" in line and "run enroll again" in line and "--force" not in line
+    # plain enroll (no --force) does re-enroll, as the message says
+    result = ok(run_cli(env, "enroll", "--thing-name", thing_name, "--profile-dir", str(profile), "--json"))
+    report = json.loads(result.stdout)
+    assert report["changed"] is True and report["certificateId"] != old["certificateId"]
+    assert report["revokedCertificateId"] is None  # this run revoked nothing: the operator had
+    text = ok(run_cli(env, "enroll", "--thing-name", thing_name, "--profile-dir", str(profile), "--force")).stdout
+    assert f"revoked      the previous certificate {report['certificateId']}" in text
+    ok(run_cli(env, "revoke", "--thing-name", thing_name))
+    text = ok(run_cli(env, "enroll", "--thing-name", thing_name, "--profile-dir", str(profile))).stdout
+    assert "was already revoked" in text and "revoked      the previous" not in text
+
+
 def test_enroll_with_the_wrong_endpoint_ca_stops_before_making_a_certificate(env, iot, tmp_path):
     before = certificate_ids(iot)
     no_ca = {k: v for k, v in env.items() if k != "DEVICE_TRUST_ENDPOINT_CA"}  # default: Amazon's roots
@@ -402,6 +419,40 @@ def test_csr_register_install_keeps_the_key_on_the_laptop(env, emulator_, iot, t
     assert not (laptop / "pending.key").exists() and not (laptop / "pending.csr").exists()
     assert stat.S_IMODE((laptop / "device.key").stat().st_mode) == 0o600
     assert accepted(emulator_, laptop, result["roleAlias"], thing_name) == 200
+
+
+def test_register_twice_refuses_to_overwrite_or_to_add_a_second_active_certificate(env, iot, tmp_path):
+    thing_name = new_thing_name()
+    laptop, operator, elsewhere = tmp_path / "laptop", tmp_path / "operator", tmp_path / "elsewhere"
+    operator.mkdir()
+    elsewhere.mkdir()
+    ok(run_cli(env, "csr", "--thing-name", thing_name, "--profile-dir", str(laptop)))
+    csr = str(laptop / "pending.csr")
+    first = json.loads(ok(run_cli(env, "register", "--csr", csr, "--output-dir", str(operator), "--json")).stdout)
+    files = {p.name: p.read_bytes() for p in operator.iterdir()}
+    before = certificate_ids(iot)
+
+    # the same command again: the files of the first registration are kept, nothing is asked of AWS
+    line = one_line_failure(run_cli(env, "register", "--csr", csr, "--output-dir", str(operator)), 2)
+    assert f"{operator / (thing_name + '.crt')}" in line and "already exist" in line and "--force" in line
+    # elsewhere: the thing already has an ACTIVE certificate
+    line = one_line_failure(run_cli(env, "register", "--csr", csr, "--output-dir", str(elsewhere)), 3)
+    assert f"thing {thing_name} already has the ACTIVE certificate {first['certificateId']}" in line
+    assert "revoke" in line and "--force" in line
+    assert certificate_ids(iot) == before and list(elsewhere.iterdir()) == []
+    assert {p.name: p.read_bytes() for p in operator.iterdir()} == files
+
+    # --force: a second certificate, the files overwritten, and a note that the first is still ACTIVE
+    result = run_cli(env, "register", "--csr", csr, "--output-dir", str(operator), "--force", "--json")
+    second = json.loads(ok(result).stdout)
+    assert second["certificateId"] != first["certificateId"]
+    assert f"keeps its ACTIVE certificate {first['certificateId']}" in result.stderr
+    assert json.loads((operator / f"{thing_name}.json").read_text())["certificateId"] == second["certificateId"]
+    assert certificate_status(iot, first["certificateId"]) == "ACTIVE"
+
+    # after revoke, a plain register works again
+    ok(run_cli(env, "revoke", "--thing-name", thing_name))
+    ok(run_cli(env, "register", "--csr", csr, "--output-dir", str(elsewhere)))
 
 
 def test_install_refuses_a_certificate_made_for_another_laptop(env, tmp_path):

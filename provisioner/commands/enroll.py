@@ -123,12 +123,13 @@ def run(args: argparse.Namespace) -> int:
                                                verify=not args.no_verify)
 
     # 5. A replaced identity of the same thing is retired now that the new one works.
-    retired = None
+    retired = previous = None
     if existing is not None and existing.certificate_id != certificate.certificate_id \
             and existing.thing_name == thing_name:
         try:
-            enrollment.retire_certificate(iot, existing.certificate_arn, thing_name)
-            retired = existing.certificate_id
+            outcome, _policies = enrollment.retire_certificate(iot, existing.certificate_arn, thing_name)
+            previous = (existing.certificate_id, outcome)
+            retired = existing.certificate_id if outcome == "revoked" else None
         except DeviceTrustError as exc:
             _common.note(f"enrolled, but the old certificate {existing.certificate_id} could not be revoked ({exc}): "
                          f"run revoke or set it REVOKED by hand")
@@ -147,7 +148,12 @@ def run(args: argparse.Namespace) -> int:
                      f"{keys.format_timestamp(credentials.expiration)}")
     else:
         lines.append("  not verified (--no-verify)")
-    if retired:
-        lines.append(f"  revoked      the previous certificate {retired}")
+    if previous is not None:
+        certificate_id, outcome = previous
+        lines.append({
+            "revoked": f"  revoked      the previous certificate {certificate_id}",
+            "already revoked": f"  previous     certificate {certificate_id} was already revoked",
+            "unknown": f"  previous     certificate {certificate_id} is no longer known to AWS IoT",
+        }[outcome])
     _common.emit(args, result, lines)
     return 0

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from provisioner import enrollment, keys
 from provisioner.commands import _common
-from provisioner.errors import UsageError
+from provisioner.errors import AwsError, UsageError
 from provisioner.profile import DeviceProfile, write_file_atomic
 from provisioner.stack_info import aws_client, credentials_endpoint, read_stack
 
@@ -21,6 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _common.add_attribute_options(parser)
     parser.add_argument("--output-dir", type=Path, metavar="DIR",
                         help="where to write <thing>.crt and <thing>.json for the laptop (default: the CSR's directory)")
+    parser.add_argument("--force", action="store_true",
+                        help="register even if the thing already has an ACTIVE certificate, and overwrite "
+                             "<thing>.crt and <thing>.json (the old certificate stays ACTIVE until revoked)")
 
 
 def registration_file_names(thing_name: str) -> tuple[str, str]:
@@ -43,11 +46,20 @@ def run(args: argparse.Namespace) -> int:
     if not output_dir.is_dir():
         raise UsageError(f"output directory {output_dir} does not exist")
     cert_name, json_name = registration_file_names(thing_name)
+    existing_files = [str(output_dir / name) for name in (cert_name, json_name) if (output_dir / name).exists()]
+    if existing_files and not args.force:
+        raise UsageError(f"{' and '.join(existing_files)} already exist (a registration made earlier?): hand those "
+                         "to the laptop, or pass --force to register anew and overwrite them")
 
     cloudformation = aws_client("cloudformation", args.region)
     iot = aws_client("iot", args.region)
     stack = read_stack(cloudformation, args.stack_name)
     endpoint = credentials_endpoint(iot)
+    active = enrollment.active_certificate_ids(iot, thing_name)
+    if active and not args.force:
+        raise AwsError(f"thing {thing_name} already has the ACTIVE certificate {', '.join(active)}: run revoke "
+                       f"--thing-name {thing_name} first (or rotate on the laptop), or pass --force to give it "
+                       "another one")
     registration = enrollment.register_certificate(
         iot, stack, csr_pem, thing_name, owner=parameters.get("Owner"),
         serial_number=parameters.get("SerialNumber"), platform=parameters.get("Platform"),
@@ -65,6 +77,9 @@ def run(args: argparse.Namespace) -> int:
         write_file_atomic(output_dir / cert_name, certificate.certificate_pem, 0o644)
         write_file_atomic(output_dir / json_name, record.to_json_bytes(), 0o644)
 
+    if active:
+        _common.note(f"thing {thing_name} keeps its ACTIVE certificate {', '.join(active)}: revoke it once the "
+                     "laptop has installed the new one")
     result = {"certificatePath": str(output_dir / cert_name), "registrationPath": str(output_dir / json_name),
               "thingCreated": registration.thing_created, **record.to_json_dict()}
     _common.emit(args, result, [
