@@ -420,6 +420,13 @@ def test_csr_register_install_keeps_the_key_on_the_laptop(env, emulator_, iot, t
     assert stat.S_IMODE((laptop / "device.key").stat().st_mode) == 0o600
     assert accepted(emulator_, laptop, result["roleAlias"], thing_name) == 200
 
+    # the same two files again (documented): the installed key is found, the profile rebuilt, no note
+    again = run_cli(laptop_env, "install", "--profile-dir", str(laptop), "--certificate",
+                    str(laptop / f"{thing_name}.crt"), "--registration", str(laptop / f"{thing_name}.json"),
+                    "--endpoint-ca", str(emulator_.ca_file), "--pkcs12-encryption", "aes256")
+    assert ok(again).stderr == ""
+    assert accepted(emulator_, laptop, result["roleAlias"], thing_name) == 200
+
 
 def test_register_twice_refuses_to_overwrite_or_to_add_a_second_active_certificate(env, iot, tmp_path):
     thing_name = new_thing_name()
