@@ -2,14 +2,16 @@
 on --credentials-port, the CA and endpoint.json in the state directory.
 
 `StandIn(...).start()` binds both ports (0 = any free port) before it touches
-the state directory, then writes the CA and server certificate, installs the
-extensions and writes endpoint.json; `stop()` shuts both servers down and
-removes endpoint.json if it still holds what this process wrote.
+the state directory, locks the state directory (one stand-in per directory),
+then writes the CA and server certificate, installs the extensions and writes
+endpoint.json; `stop()` shuts both servers down, removes endpoint.json if it
+still holds what this process wrote, and releases the lock.
 """
 
 from __future__ import annotations
 
 import datetime
+import fcntl
 import io
 import json
 import logging
@@ -27,7 +29,7 @@ from urllib.parse import parse_qs
 from xml.sax.saxutils import escape as xml_escape
 
 from . import ACCOUNT_ID, REGION
-from .ca import issue_server_certificate, load_or_create_ca, write_private, write_public
+from .ca import issue_server_certificate, load_or_create_ca, prepare_state_dir, write_private, write_public
 from .errors import StartupError
 from .throttle import TokenBuckets
 
@@ -36,6 +38,7 @@ log = logging.getLogger("emulator")
 ENDPOINT_FILE = "endpoint.json"
 SERVER_KEY_FILE = "credentials-server.key"
 SERVER_CERT_FILE = "credentials-server.pem"
+LOCK_FILE = "lock"
 _CREDENTIAL_SCOPE = re.compile(r"Credential=[^/]+/\d{8}/([^/]+)/([^/]+)/aws4_request")
 # Query-protocol services (XML errors) among those the stand-in serves, with their XML namespaces.
 _QUERY_NAMESPACES = {
@@ -196,6 +199,28 @@ def _listening_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def lock_state_dir(state_dir: Path) -> int:
+    """Hold an exclusive lock on `<state_dir>/lock` (holding this process's pid) for as long
+    as the returned descriptor is open: one stand-in per state directory."""
+    try:
+        prepare_state_dir(state_dir)
+        fd = os.open(state_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise StartupError(f"cannot use state directory {state_dir}: {exc.strerror}") from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode("ascii", "replace").strip()
+        os.close(fd)
+        pid = f" (pid {holder})" if holder.isdigit() else ""
+        raise StartupError(
+            f"state directory {state_dir} is in use by another stand-in{pid}; stop it or use another --state-dir"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
 class _DeferredApp:
     """The AWS API's WSGI app, filled in once the state directory is ready: the port
     is bound before the app (which needs the CA) exists, and serving starts only
@@ -233,6 +258,7 @@ class StandIn:
         self._credentials_server: Any = None
         self._threads: list[threading.Thread] = []
         self._endpoint_bytes: bytes | None = None
+        self._lock_fd: int | None = None
         self.addresses: StandInAddresses | None = None
 
     def start(self) -> StandInAddresses:
@@ -244,7 +270,8 @@ class StandIn:
         from .credentials_server import CredentialsServer, make_server_context
 
         # Both ports first: a second stand-in started on a running one's ports (or a
-        # busy port) stops here, before it touches the state directory.
+        # busy port) stops here, before it touches the state directory; one started
+        # on other ports stops at the state directory's lock, before it writes there.
         buckets = TokenBuckets() if self.throttle else None
         try:
             credentials_server = CredentialsServer(
@@ -272,6 +299,7 @@ class StandIn:
         finally:
             api_socket.close()
         try:
+            self._lock_fd = lock_state_dir(self.state_dir)
             ca = load_or_create_ca(self.state_dir)
             now = datetime.datetime.now(datetime.timezone.utc)
             key_pem, cert_pem = issue_server_certificate(ca.key, ca.certificate, now)
@@ -287,6 +315,7 @@ class StandIn:
         except BaseException:
             credentials_server.server_close()
             api_server.server_close()
+            self._unlock()
             raise
         credentials_address = f"localhost:{credentials_server.server_address[1]}"
 
@@ -332,6 +361,12 @@ class StandIn:
         for thread in self._threads:
             thread.join(timeout=5)
         self._remove_own_endpoint_file()
+        self._unlock()
+
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     def _remove_own_endpoint_file(self) -> None:
         """Remove endpoint.json if it still holds what this process wrote (another

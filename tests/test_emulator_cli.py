@@ -218,8 +218,8 @@ def _server_certificate_seen(running, cert_path, key_path) -> bytes:
             return tls.getpeercert(binary_form=True)
 
 
-@pytest.mark.parametrize("clash", ["both-ports", "api-port", "credentials-port"])
-def test_second_stand_in_on_a_running_ones_ports_exits_1_and_leaves_the_first_serving(tmp_path, clash):
+@pytest.mark.parametrize("clash", ["both-ports", "api-port", "credentials-port", "state-dir-only"])
+def test_second_stand_in_on_a_running_ones_ports_or_state_dir_exits_1_and_leaves_the_first_serving(tmp_path, clash):
     from tests.fixtures.emulator import credentials_get, make_key_and_csr, write_client_files
 
     with start_emulator(tmp_path / "state") as first:
@@ -227,7 +227,7 @@ def test_second_stand_in_on_a_running_ones_ports_exits_1_and_leaves_the_first_se
         key, csr = make_key_and_csr("second-start")
         cert = first.client("iot").create_certificate_from_csr(certificateSigningRequest=csr, setAsActive=True)
         cert_path, key_path = write_client_files(tmp_path / "device", cert["certificatePem"], key)
-        files = ("endpoint.json", "credentials-server.key", "credentials-server.pem", "ca.key", "ca.pem")
+        files = ("endpoint.json", "credentials-server.key", "credentials-server.pem", "ca.key", "ca.pem", "lock")
         before = {name: (state / name).read_bytes() for name in files}
         seen_before = _server_certificate_seen(first, cert_path, key_path)
 
@@ -237,6 +237,7 @@ def test_second_stand_in_on_a_running_ones_ports_exits_1_and_leaves_the_first_se
             "both-ports": (api_port, credentials_port),
             "api-port": (api_port, "0"),
             "credentials-port": ("0", credentials_port),
+            "state-dir-only": ("0", "0"),
         }[clash]
         second = subprocess.run(
             [sys.executable, "-m", "emulator", "--port", ports[0], "--credentials-port", ports[1],
@@ -247,8 +248,14 @@ def test_second_stand_in_on_a_running_ones_ports_exits_1_and_leaves_the_first_se
         assert second.stdout == ""
         lines = second.stderr.splitlines()
         assert len(lines) == 1, second.stderr
-        assert lines[0].startswith("emulator: cannot listen on 127.0.0.1:")
-        assert lines[0].endswith("Address already in use")
+        if clash == "state-dir-only":
+            assert lines[0] == (
+                f"emulator: state directory {state.resolve()} is in use by another stand-in "
+                f"(pid {first.process.pid}); stop it or use another --state-dir"
+            )
+        else:
+            assert lines[0].startswith("emulator: cannot listen on 127.0.0.1:")
+            assert lines[0].endswith("Address already in use")
 
         # The first one's files are untouched and it still serves both doors with the same certificate.
         assert {name: (state / name).read_bytes() for name in files} == before
