@@ -51,8 +51,8 @@ def test_unreachable_endpoint_and_timeouts_are_network_errors():
 
 
 def test_no_region_is_a_configuration_error_with_the_fix():
-    with pytest.raises(AwsError, match=r"no AWS region; pass --region or set AWS_DEFAULT_REGION \(or AWS_REGION\)"):
-        with aws_errors("setting up"):
+    with pytest.raises(AwsError, match=r"^no AWS region: pass --region or set AWS_DEFAULT_REGION \(or AWS_REGION\)$"):
+        with aws_errors("setting up the iot client"):  # names no service: the first call may be another's
             raise NoRegionError()
 
 
