@@ -82,7 +82,8 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         prog=PROG,
         description="Enroll laptops in device trust on AWS IoT and hand out short-lived AWS credentials.",
         epilog="Exit status: 0 ok, 1 internal error, 2 usage, 3 AWS refused or misconfigured, "
-        "4 network, 5 local file or missing dependency, 6 certificate refused by the credentials endpoint, 130 interrupted.",
+        "4 network, 5 local file or missing dependency, 6 certificate refused by the credentials endpoint, "
+        "130 interrupted.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     verbs = parser.add_subparsers(dest="verb", metavar="<verb>", title="verbs",
