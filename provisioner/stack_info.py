@@ -84,20 +84,22 @@ def check_region(service: str, region: str, source: str) -> None:
 
 def _region_source(region: str | None) -> str:
     if region is not None:
-        return "--region or the device profile"
+        return "--region"
     for variable in ("AWS_DEFAULT_REGION", "AWS_REGION"):
         if os.environ.get(variable):
             return variable
     return "the AWS profile's region"
 
 
-def aws_client(service: str, region: str | None = None, *, max_attempts: int = MAX_ATTEMPTS):
+def aws_client(service: str, region: str | None = None, *, max_attempts: int = MAX_ATTEMPTS,
+               region_source: str | None = None):
     """A boto3 client on the usual credential chain (profiles, environment, AWS_ENDPOINT_URL).
 
     The region: ``region`` (--region or the profile's), else boto3's chain
     (AWS_DEFAULT_REGION, the AWS profile's ``region``), else AWS_REGION, which the
     pinned boto3 and the AWS CLI v1 do not read themselves. A region botocore's
-    endpoint data does not know for ``service`` is a UsageError before any call.
+    endpoint data does not know for ``service`` is a UsageError before any call;
+    ``region_source`` names where ``region`` came from in that message (default: --region).
     """
     with aws_errors("setting up AWS"):
         session = boto3.session.Session(region_name=region)
@@ -105,7 +107,7 @@ def aws_client(service: str, region: str | None = None, *, max_attempts: int = M
             session = boto3.session.Session(region_name=os.environ["AWS_REGION"])
         if session.region_name is None:
             raise NoRegionError()
-    check_region(service, session.region_name, _region_source(region))
+    check_region(service, session.region_name, region_source or _region_source(region))
     with aws_errors(f"setting up the {service} client"):
         return session.client(service, config=client_config(max_attempts))
 

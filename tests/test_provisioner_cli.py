@@ -109,7 +109,7 @@ BAD_INPUTS = [
     (["enroll", "--thing-name", "lap", "--env", "1dev"], 2, "invalid --env '1dev'"),
     (["enroll", "--thing-name", "lap", "--env", "a" * 18], 2, "invalid --env"),
     (["csr", "--thing-name", "lap", "--env", "Dev"], 2, "invalid --env 'Dev'"),
-    (["status", "--region", "us-eats-1"], 2, "unknown AWS region 'us-eats-1' (from --region"),
+    (["status", "--region", "us-eats-1"], 2, "unknown AWS region 'us-eats-1' (from --region)"),
     (["status", "--region", "us-eats-1"], 2, "did you mean us-east-1?"),
     (["revoke", "--thing-name", "lap", "--region", "eu-westt-1"], 2, "unknown AWS region 'eu-westt-1'"),
     (["register", "--csr", "{tmp}/pending.csr", "--region", "us-eats-1"], 2, "unknown AWS region 'us-eats-1'"),
@@ -172,6 +172,21 @@ def test_a_misspelt_region_in_the_environment_is_a_usage_error_naming_the_variab
     env[variable] = "us-eats-1"
     result = run_cli(["status", "--thing-name", "lap"], env)
     assert_one_line_failure(result, 2, f"unknown AWS region 'us-eats-1' (from {variable})")
+
+
+def test_rotate_with_a_profile_naming_an_unknown_region_says_where_it_came_from(offline_env, tmp_path):
+    import json
+
+    profile = tmp_path / "p"
+    profile.mkdir(mode=0o700)
+    (profile / "device.json").write_text(json.dumps({
+        "thingName": "lap", "certificateId": "ab" * 32, "certificateArn": "arn:aws:iot:us-east-1:1:cert/" + "ab" * 32,
+        "credentialsEndpoint": "x.credentials.iot.us-east-1.amazonaws.com", "roleAlias": "a", "region": "us-eats-1",
+        "stackName": "DeviceTrust-local", "environment": "local", "notAfter": "2049-12-31T23:59:59Z"}))
+    (profile / "device.key").write_text("k")
+    (profile / "device.crt").write_text("c")
+    result = run_cli(["rotate", "--profile-dir", str(profile)], offline_env)
+    assert_one_line_failure(result, 2, f"unknown AWS region 'us-eats-1' (from {profile / 'device.json'})")
 
 
 class _BrokenAws:

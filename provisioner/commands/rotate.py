@@ -28,9 +28,10 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"the profile belongs to stack {old.stack_name}, not {args.stack_name}")
     password = _common.early_pkcs12_password()  # the variable, or the certainty that a prompt is possible
     region = args.region or old.region
+    source = None if args.region else f"{args.profile_dir / 'device.json'}"
 
-    cloudformation = aws_client("cloudformation", region)
-    iot = aws_client("iot", region)
+    cloudformation = aws_client("cloudformation", region, region_source=source)
+    iot = aws_client("iot", region, region_source=source)
     stack = read_stack(cloudformation, old.stack_name)
     if password is None:  # the prompt: once the stack answered, before anything is created
         password = _common.pkcs12_password()
