@@ -46,6 +46,12 @@ class Registration:
     certificate: IssuedCertificate
     thing_created: bool  # this run created the thing (so a rollback deletes it)
 
+    def rolled_back_on_failure(self, iot, *, on_rollback=None):
+        """Undo this registration (the certificate, and the thing if this run created it) if the block fails."""
+        return rolled_back_on_failure(iot, self.certificate,
+                                      delete_thing=self.thing_name if self.thing_created else None,
+                                      on_rollback=on_rollback)
+
 
 @dataclass
 class RevocationReport:
@@ -78,26 +84,28 @@ class RevocationReport:
 
 # ---------------------------------------------------------------- pure helpers
 
-def template_parameters(
-    thing_name: str,
-    certificate_id: str,
+def device_attributes(
     *,
     owner: str | None = None,
     serial_number: str | None = None,
     platform: str | None = None,
 ) -> dict[str, str]:
-    """RegisterThing parameters for the stack's provisioning template.
-
-    ``ThingName`` and ``AWS::IoT::Certificate::Id`` always; ``Owner``,
-    ``SerialNumber`` and ``Platform`` only when given (the template has defaults).
-    """
-    keys.validate_thing_name(thing_name)
-    parameters = {"ThingName": thing_name, "AWS::IoT::Certificate::Id": certificate_id}
+    """The template's optional parameters ``Owner``, ``SerialNumber``, ``Platform``,
+    validated, only those given (the template has defaults for the others)."""
+    attributes = {}
     for name, value, option in (("Owner", owner, "--owner"), ("SerialNumber", serial_number, "--serial"),
                                 ("Platform", platform, "--platform")):
         if value is not None:
-            parameters[name] = keys.validate_attribute(option, value)
-    return parameters
+            attributes[name] = keys.validate_attribute(option, value)
+    return attributes
+
+
+def template_parameters(thing_name: str, certificate_id: str,
+                        attributes: dict[str, str] | None = None) -> dict[str, str]:
+    """RegisterThing parameters for the stack's provisioning template: ``ThingName`` and
+    ``AWS::IoT::Certificate::Id`` always, plus the ``device_attributes`` given."""
+    keys.validate_thing_name(thing_name)
+    return {"ThingName": thing_name, "AWS::IoT::Certificate::Id": certificate_id, **(attributes or {})}
 
 
 def certificate_id_from_arn(arn: str) -> str | None:
@@ -265,9 +273,7 @@ def register_certificate(
     csr_pem: bytes,
     thing_name: str,
     *,
-    owner: str | None = None,
-    serial_number: str | None = None,
-    platform: str | None = None,
+    attributes: dict[str, str] | None = None,
     on_rollback=None,
 ) -> Registration:
     """CreateCertificateFromCsr + RegisterThing with the stack's template; rolled back on any failure.
@@ -283,8 +289,7 @@ def register_certificate(
     certificate = create_certificate(iot, csr_pem)
     with rolled_back_on_failure(iot, certificate, delete_thing=thing_name if thing_created else None,
                                 on_rollback=on_rollback):
-        parameters = template_parameters(thing_name, certificate.certificate_id, owner=owner,
-                                         serial_number=serial_number, platform=platform)
+        parameters = template_parameters(thing_name, certificate.certificate_id, attributes)
         with aws_errors(f"registering thing {thing_name} (RegisterThing)"):
             iot.register_thing(templateBody=template_body, parameters=parameters)
         if not _eventually_attached(iot, certificate.certificate_arn, thing_name):

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
 from provisioner import keys
-from provisioner.enrollment import certificate_id_from_arn, template_parameters
+from provisioner.enrollment import certificate_id_from_arn, device_attributes, template_parameters
 from provisioner.errors import UsageError
 
 PASSWORD = b"correct horse battery"
@@ -144,14 +144,15 @@ def test_timestamps_are_utc_with_z():
 
 def test_template_parameters_carry_only_given_attributes():
     assert template_parameters("lap", "ab" * 32) == {"ThingName": "lap", "AWS::IoT::Certificate::Id": "ab" * 32}
-    assert template_parameters("lap", "c", owner="o@x.io", serial_number="SN1", platform="macos") == {
+    attributes = device_attributes(owner="o@x.io", serial_number="SN1", platform="macos")
+    assert template_parameters("lap", "c", attributes) == {
         "ThingName": "lap", "AWS::IoT::Certificate::Id": "c", "Owner": "o@x.io", "SerialNumber": "SN1",
         "Platform": "macos"}
 
 
 def test_template_parameters_validate_before_any_call():
     with pytest.raises(UsageError, match="--serial"):
-        template_parameters("lap", "c", serial_number="has space")
+        device_attributes(serial_number="has space")
 
 
 def test_certificate_id_is_read_from_certificate_arns_only():

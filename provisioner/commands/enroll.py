@@ -58,9 +58,8 @@ def _local_health(profile: DeviceProfile) -> str | None:
 def run(args: argparse.Namespace) -> int:
     # 1. Everything that can be checked without AWS.
     thing_name = keys.validate_thing_name(args.thing_name)
-    parameters = enrollment.template_parameters(
-        thing_name, "0" * 64, owner=args.owner, serial_number=args.serial,
-        platform=args.platform or _common.this_platform())
+    attributes = enrollment.device_attributes(
+        owner=args.owner, serial_number=args.serial, platform=args.platform or _common.this_platform())
     _common.check_profile_dir_usable(args.profile_dir)
     existing = _existing_profile(args)
     if existing is not None and not args.force:
@@ -99,15 +98,11 @@ def run(args: argparse.Namespace) -> int:
     key = keys.generate_private_key(args.key_type)
     csr_pem = keys.build_csr(key, thing_name, args.env)
     registration = enrollment.register_certificate(
-        iot, stack, csr_pem, thing_name, owner=parameters.get("Owner"),
-        serial_number=parameters.get("SerialNumber"), platform=parameters.get("Platform"),
-        on_rollback=_common.note)
+        iot, stack, csr_pem, thing_name, attributes=attributes, on_rollback=_common.note)
     certificate = registration.certificate
 
     # 4. Files and the proof it works; any failure rolls the certificate (and a new thing) back.
-    with enrollment.rolled_back_on_failure(
-            iot, certificate, delete_thing=thing_name if registration.thing_created else None,
-            on_rollback=_common.note):
+    with registration.rolled_back_on_failure(iot, on_rollback=_common.note):
         if not keys.certificate_matches_key(certificate.certificate_pem, key):
             raise AwsError("AWS IoT returned a certificate for another key: refusing to install it")
         not_after = keys.format_timestamp(keys.certificate_not_after(certificate.certificate_pem))

@@ -40,8 +40,8 @@ def run(args: argparse.Namespace) -> int:
     if summary.organization != expected_org:
         raise UsageError(f"the CSR names {summary.organization or 'no organization'!r}, not {expected_org!r}: "
                          f"it was made for another environment; make it with csr --env {args.env}")
-    parameters = enrollment.template_parameters(thing_name, "0" * 64, owner=args.owner,
-                                                serial_number=args.serial, platform=args.platform)
+    attributes = enrollment.device_attributes(owner=args.owner, serial_number=args.serial,
+                                              platform=args.platform)
     output_dir = (args.output_dir or args.csr.expanduser().parent).expanduser()
     if not output_dir.is_dir():
         raise UsageError(f"output directory {output_dir} does not exist")
@@ -61,13 +61,9 @@ def run(args: argparse.Namespace) -> int:
                        f"--thing-name {thing_name} first (or rotate on the laptop), or pass --force to give it "
                        "another one")
     registration = enrollment.register_certificate(
-        iot, stack, csr_pem, thing_name, owner=parameters.get("Owner"),
-        serial_number=parameters.get("SerialNumber"), platform=parameters.get("Platform"),
-        on_rollback=_common.note)
+        iot, stack, csr_pem, thing_name, attributes=attributes, on_rollback=_common.note)
     certificate = registration.certificate
-    with enrollment.rolled_back_on_failure(
-            iot, certificate, delete_thing=thing_name if registration.thing_created else None,
-            on_rollback=_common.note):
+    with registration.rolled_back_on_failure(iot, on_rollback=_common.note):
         not_after = keys.format_timestamp(keys.certificate_not_after(certificate.certificate_pem))
         record = DeviceProfile(
             directory=output_dir, thing_name=thing_name, certificate_id=certificate.certificate_id,
