@@ -12,12 +12,12 @@ export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 
 setup: $(VENV)/.installed node_modules/.installed
 
+# The provisioner is installed editable, so `python -m provisioner` and `device-trust` work from
+# any directory (credential_process runs wherever the AWS CLI is started).
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet -r requirements-dev.txt
-	# The provisioner, installed editable: `python -m provisioner` and `device-trust` work from any directory
-	# (credential_process runs wherever the AWS CLI is started).
 	$(VENV)/bin/pip install --quiet --no-deps -e .
 	touch $@
 
